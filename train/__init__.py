@@ -1,0 +1,1 @@
+"""Training, evaluation, export and data-generation commands (`mad-train`)."""
