@@ -1,0 +1,126 @@
+"""Model configuration: one dataclass for the MAD family and its named presets.
+
+A config fully describes a model, preprocessing included, so a checkpoint that stores
+`dataclasses.asdict(config)` rebuilds the exact same network (see `get_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mad.constants import IMAGE_SIZE, NUM_CLASSES, WINDOW_SAMPLES
+
+ROUTINGS = ("dense", "topk")
+
+
+@dataclass(frozen=True)
+class MADConfig:
+    name: str = "mad_custom"
+    # --- inputs / tokenisers
+    image_size: int = IMAGE_SIZE  # PRPD image side (pixels)
+    patch_size: int = 32  # image patch side -> (image_size / patch_size)^2 image tokens
+    signal_token_len: int = 240  # samples per PD-signal token -> WINDOW_SAMPLES / len signal tokens
+    use_image: bool = True  # build the PRPD branch
+    use_signal: bool = True  # build the PD-series branch
+    # --- signal preprocessing (per window: (x - median) / max(robust spread, floor), then asinh)
+    signal_spread_floor: float = 1e-3  # lower bound on the robust spread, in ADC counts
+    signal_compress: bool = True  # asinh after scaling: PD pulses are 100-1000x the noise floor
+    # --- RealNVP flows
+    image_flow_couplings: int = 3  # affine couplings on image tokens (paper: 3)
+    signal_flow_couplings: int = 5  # causal affine couplings on signal tokens (paper: 5)
+    flow_hidden_ratio: float = 1.5  # conditioner hidden width = ratio * dim
+    flow_scale_bound: float = 2.0  # gamma in s = gamma * tanh(s_raw): |log-scale| <= gamma per channel
+    signal_flow_kernel: int = 3  # causal conv kernel (tokens) of the signal conditioner's first layer
+    # --- LIMoE encoder
+    dim: int = 128  # token width
+    depth: int = 4  # encoder blocks
+    heads: int = 8  # attention heads (dim % heads == 0)
+    num_experts: int = 2  # expert MLPs per block (paper text: 2)
+    routing: str = "dense"  # "dense": every token to every expert, softmax gate; "topk": top_k experts
+    top_k: int = 1  # experts per token for routing="topk" (1 or 2)
+    mlp_ratio: float = 4.0  # expert hidden width = mlp_ratio * dim
+    dropout: float = 0.0  # attention/residual dropout
+    # --- heads
+    proj_dim: int = 128  # SupCon projection size
+    num_classes: int = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> ValueError:
+            return ValueError(f"MADConfig {self.name!r}: {field}={getattr(self, field)!r} {why}")
+
+        for field in ("image_size", "patch_size", "signal_token_len", "dim", "depth", "heads", "num_experts",
+                      "proj_dim", "num_classes", "signal_flow_kernel"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(field, "must be a positive integer")
+        for field in ("image_flow_couplings", "signal_flow_couplings"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(field, "must be an integer >= 0")
+        for field in ("flow_hidden_ratio", "flow_scale_bound", "mlp_ratio", "signal_spread_floor"):
+            if not float(getattr(self, field)) > 0:
+                raise bad(field, "must be > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "must be in [0, 1)")
+        if not (self.use_image or self.use_signal):
+            raise bad("use_signal", "and use_image=False: at least one modality is needed")
+        if self.image_size % self.patch_size:
+            raise bad("patch_size", f"must divide image_size={self.image_size}")
+        if WINDOW_SAMPLES % self.signal_token_len:
+            raise bad("signal_token_len", f"must divide the window length {WINDOW_SAMPLES}")
+        if self.dim % 2:
+            raise bad("dim", "must be even (flows split the channels in halves)")
+        if self.dim % self.heads:
+            raise bad("heads", f"must divide dim={self.dim}")
+        if self.routing not in ROUTINGS:
+            raise bad("routing", f"must be one of {ROUTINGS}")
+        if self.routing == "topk" and not (1 <= self.top_k <= min(2, self.num_experts)):
+            raise bad("top_k", f"must be 1 or 2 and <= num_experts={self.num_experts}")
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 if self.use_image else 0
+
+    @property
+    def signal_tokens(self) -> int:
+        return WINDOW_SAMPLES // self.signal_token_len if self.use_signal else 0
+
+    def replace(self, **changes: Any) -> MADConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# Fast enough for unit tests everywhere: 16 image + 80 signal tokens, width 32.
+MAD_TINY = MADConfig(
+    name="mad_tiny", patch_size=64, signal_token_len=1920, dim=32, depth=2, heads=2,
+    proj_dim=32, flow_hidden_ratio=1.0, signal_flow_kernel=2,
+)
+# Paper: 2.38 M params. Design-notes family: dim 128, 4 layers, 64 image + 640 signal tokens.
+MAD_SMALL = MADConfig(
+    name="mad_small", patch_size=32, signal_token_len=240, dim=128, depth=4, heads=8, flow_hidden_ratio=1.25,
+)
+# Paper text: 16x16 patches (256 tokens), tokens of 60 samples (2,560), dim 768, 4 layers, 8 heads, 2 experts.
+MAD_BASE = MADConfig(name="mad_base", patch_size=16, signal_token_len=60, dim=768, depth=4, heads=8)
+MAD_IMG_ONLY = MAD_SMALL.replace(name="mad_img_only", use_signal=False)
+MAD_SIG_ONLY = MAD_SMALL.replace(name="mad_sig_only", use_image=False)
+
+PRESETS: dict[str, MADConfig] = {c.name: c for c in (MAD_TINY, MAD_SMALL, MAD_BASE, MAD_IMG_ONLY, MAD_SIG_ONLY)}
+
+
+def get_config(name_or_config: str | MADConfig | dict[str, Any]) -> MADConfig:
+    """A preset name, a config, or a dict (e.g. from `dataclasses.asdict`) -> MADConfig."""
+    if isinstance(name_or_config, MADConfig):
+        return name_or_config
+    if isinstance(name_or_config, str):
+        key = name_or_config.strip().lower()
+        if key not in PRESETS:
+            raise ValueError(f"unknown model preset {name_or_config!r}; known: {sorted(PRESETS)}")
+        return PRESETS[key]
+    if isinstance(name_or_config, dict):
+        known = {f.name for f in dataclasses.fields(MADConfig)}
+        unknown = sorted(set(name_or_config) - known)
+        if unknown:
+            raise ValueError(f"unknown MADConfig key(s) {unknown}; known: {sorted(known)}")
+        return MADConfig(**name_or_config)
+    raise TypeError(f"expected a preset name, MADConfig or dict, got {type(name_or_config).__name__}")
