@@ -1,0 +1,274 @@
+"""The wire contract: round trips, every rejection reason, fuzzed bytes, and the docs' hex example."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from agent import wire
+from agent.core.types import PrpdFrame, SampleChunk
+from agent.wire import WireError
+
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+
+
+def _encode(img: np.ndarray | Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    png = bytearray(_encode(np.zeros((1, 1, 3), np.uint8)))
+    ihdr = bytearray(png[12:29])  # b"IHDR" + 13 data bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    png[12:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(png)
+
+
+def _samples(dtype: str, n: int = 500) -> np.ndarray:
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    rng = np.random.default_rng(1)
+    if info is None:
+        return rng.normal(0, 1000, n).astype(dtype)
+    return rng.integers(info.min, info.max, n, endpoint=True).astype(dtype)
+
+
+def _reason(call) -> str:
+    with pytest.raises(WireError) as caught:
+        call()
+    return caught.value.reason
+
+
+def _pd(payload: bytes, **kw):
+    return wire.decode_message("mad/sensors/s1/pd", payload, **kw)
+
+
+GOOD_PD = wire.encode_pd_chunk(3, T0, np.arange(10, dtype=np.int16), 7680.0, 60.0)
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("dtype", sorted(wire.DTYPE_CODES))
+def test_pd_chunk_round_trips_every_dtype_in_header_and_property_form(dtype: str) -> None:
+    samples = _samples(dtype)
+    framed = _pd(wire.encode_pd_chunk(41, T0, samples, 7680.0, 50.0))
+    props = wire.pd_user_properties(41, T0, samples, 7680.0, 50.0)
+    raw = _pd(samples.astype(samples.dtype.newbyteorder("<")).tobytes(), user_properties=props)
+    for chunk in (framed, raw):
+        assert isinstance(chunk, SampleChunk)
+        assert (chunk.sensor_id, chunk.seq, chunk.t0_ns, chunk.sample_rate_hz, chunk.power_freq_hz) == (
+            "s1", 41, T0, 7680.0, 50.0)
+        assert chunk.samples.dtype == samples.dtype
+        np.testing.assert_array_equal(chunk.samples, samples)
+
+
+def test_decoded_samples_do_not_alias_the_mqtt_buffer() -> None:
+    payload = bytearray(GOOD_PD)
+    chunk = _pd(payload)
+    payload[wire.PD_HEADER.size :] = bytes(len(payload) - wire.PD_HEADER.size)
+    assert chunk.samples[5] == 5
+
+
+def test_prpd_round_trips_png_exactly_and_jpeg_approximately() -> None:
+    image = _image()
+    frame = wire.decode_message("mad/sensors/s1/prpd", wire.encode_prpd_frame(T0, _encode(image)))
+    assert isinstance(frame, PrpdFrame)
+    assert (frame.sensor_id, frame.window_start_ns) == ("s1", T0)
+    np.testing.assert_array_equal(frame.image, image)
+    smooth = np.zeros((256, 256, 3), np.uint8) + np.arange(256, dtype=np.uint8)[:, None, None]
+    jpeg = wire.decode_message("mad/sensors/s1/prpd", _encode(smooth, "JPEG"),
+                               user_properties=wire.prpd_user_properties(T0, "JPEG"))
+    assert jpeg.image.shape == (256, 256, 3) and np.abs(jpeg.image.astype(int) - smooth).mean() < 3
+
+
+def test_docs_hex_example_is_what_the_encoder_produces() -> None:
+    text = DOCS.read_text()
+    match = re.search(r"<!-- hex-example: pd[^>]*-->\s*```text\n(.*?)```", text, re.S)
+    assert match, "docs/mqtt.md lost its hex example"
+    documented = bytes.fromhex(match.group(1).replace("\n", " "))
+    assert documented == wire.encode_pd_chunk(7, T0, np.array([0, 1, -2, 300], np.int16), 7680, 60)
+    header = re.search(r"Example header for a 7-byte image[^`]*`([0-9a-f ]+)`", text).group(1)
+    assert bytes.fromhex(header) == wire.encode_prpd_frame(T0, b"1234567")[: wire.PRPD_HEADER.size]
+
+
+# ---------------------------------------------------------------- every rejection reason
+
+
+def _header(**fields) -> bytes:
+    values = dict(magic=wire.PD_MAGIC, version=1, dtype=1, flags=0, seq=1, t0=T0, rate=7680.0, power=60.0, count=4)
+    values.update(fields)
+    return wire.PD_HEADER.pack(*values.values())
+
+
+def _with_body(**fields) -> bytes:
+    return _header(**fields) + bytes(8)
+
+
+PD_CASES = {
+    "truncated_header": GOOD_PD[:20],
+    "bad_magic": _with_body(magic=b"XXXX"),
+    "unsupported_version": _with_body(version=2),
+    "bad_flags": _with_body(flags=1),
+    "unknown_dtype": _with_body(dtype=99),
+    "bad_sample_rate": _with_body(rate=float("nan")),
+    "bad_power_freq": _with_body(power=400.0),
+    "bad_timestamp": _with_body(t0=-5),
+    "empty": _header(count=0),
+    "length_mismatch": _with_body(count=5),
+    "nan_samples": _header(dtype=4, count=2) + struct.pack("<2f", 1.0, float("nan")),
+    "oversized": _header(count=2_000_000) + bytes(4_000_000),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(PD_CASES))
+def test_each_pd_reason_is_reachable(reason: str) -> None:
+    assert _reason(lambda: _pd(PD_CASES[reason])) == reason
+
+
+def test_payload_cap_timestamp_skew_and_adc_range_are_enforced() -> None:
+    tight = wire.WireLimits(max_payload_bytes=40, sample_min=0, sample_max=5)
+    assert _reason(lambda: _pd(GOOD_PD, limits=tight)) == "oversized"
+    limits = wire.WireLimits(sample_min=0, sample_max=5)
+    assert _reason(lambda: _pd(GOOD_PD, limits=limits)) == "out_of_range"
+    assert _reason(lambda: _pd(GOOD_PD, now_ns=T0 - 2 * 86_400 * 10**9)) == "bad_timestamp"
+    assert _pd(GOOD_PD, now_ns=T0).n == 10
+    assert _reason(lambda: _pd("not bytes")) == "bad_payload_type"
+
+
+def test_property_form_reasons() -> None:
+    samples = np.arange(4, dtype=np.int16)
+    props = dict(wire.pd_user_properties(1, T0, samples, 7680, 60))
+    body = samples.tobytes()
+
+    def with_props(**changes):
+        merged = {**props, **{wire.PROP_PREFIX + k.replace("_", "-"): v for k, v in changes.items()}}
+        return lambda: _pd(body, user_properties=[(k, v) for k, v in merged.items() if v is not None])
+
+    assert _reason(with_props(seq=None)) == "missing_property"
+    assert _reason(with_props(seq="seven")) == "bad_property"
+    assert _reason(with_props(rate_hz="fast")) == "bad_property"
+    assert _reason(with_props(seq="-1")) == "bad_seq"
+    assert _reason(with_props(dtype="complex128")) == "unknown_dtype"
+    assert _reason(with_props(count="3")) == "length_mismatch"
+    prpd = lambda props: wire.decode_message("mad/sensors/s1/prpd", _encode(_image()), user_properties=props)  # noqa: E731
+    assert _reason(lambda: prpd([("mad-version", "1"), ("mad-window-start-ns", str(T0)), ("mad-format", "GIF")])
+                   ) == "unknown_image_format"
+
+
+def _prpd_reason(payload: bytes) -> str:
+    return _reason(lambda: wire.decode_message("mad/sensors/s1/prpd", payload))
+
+
+def test_each_prpd_reason_is_reachable() -> None:
+    png = _encode(_image())
+    frame = wire.encode_prpd_frame(T0, png)
+    assert _prpd_reason(frame[:10]) == "truncated_header"
+    assert _prpd_reason(b"XXXX" + frame[4:]) == "bad_magic"
+    assert _prpd_reason(frame[:4] + b"\x07" + frame[5:]) == "unsupported_version"
+    assert _prpd_reason(frame[:5] + b"\x09" + frame[6:]) == "unknown_image_format"
+    assert _prpd_reason(frame[:-1]) == "length_mismatch"
+    assert _prpd_reason(wire.encode_prpd_frame(10, png)) == "bad_timestamp"
+    assert _prpd_reason(wire.encode_prpd_frame(T0, png[:200] + bytes(len(png) - 200))) == "corrupt_image"
+    assert _prpd_reason(wire.encode_prpd_frame(T0, b"garbage")) == "corrupt_image"
+    small = _encode(np.zeros((64, 64, 3), np.uint8))
+    assert _prpd_reason(wire.encode_prpd_frame(T0, small)) == "bad_image_size"
+    rgba = _encode(Image.new("RGBA", (256, 256)))
+    assert _prpd_reason(wire.encode_prpd_frame(T0, rgba)) == "bad_image_mode"
+    # A decompression bomb: a tiny PNG whose header claims a 10,000 x 10,000 canvas (below Pillow's own
+    # bomb guard) is refused from its header, before any pixel is decompressed.
+    bomb = _png_claiming(10_000, 10_000)
+    assert _prpd_reason(wire.encode_prpd_frame(T0, bomb)) == "bad_image_size"
+
+
+def test_topic_routing() -> None:
+    topics = wire.Topics()
+    assert topics.route("mad/sensors/bay-3.T1/prpd") == ("prpd", "bay-3.T1")
+    assert _reason(lambda: topics.route("mad/sensors/a/b/pd")) == "bad_sensor_id"
+    assert _reason(lambda: topics.route("mad/sensors//pd")) == "unknown_topic"
+    assert _reason(lambda: topics.route("other/topic")) == "unknown_topic"
+    assert topics.subscriptions() == ["mad/sensors/+/pd", "mad/sensors/+/prpd"]
+    custom = wire.Topics(pd="site7/{sensor}/raw")
+    assert custom.route("site7/x/raw") == ("pd", "x")
+    with pytest.raises(ValueError, match=r"topics\.pd"):
+        wire.Topics(pd="site7/+/raw")
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.binary(max_size=300), topic=st.sampled_from(["mad/sensors/s/pd", "mad/sensors/s/prpd"]))
+def test_random_bytes_only_ever_raise_wire_error(payload: bytes, topic: str) -> None:
+    with contextlib.suppress(WireError):
+        wire.decode_message(topic, payload)
+
+
+SMALL_PNG_FRAME = wire.encode_prpd_frame(T0, _encode(_image()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), which=st.sampled_from(["pd", "prpd", "pdprops"]))
+def test_mutated_valid_frames_only_ever_raise_wire_error(data, which: str) -> None:
+    base = {"pd": GOOD_PD, "prpd": SMALL_PNG_FRAME[:400] if data.draw(st.booleans()) else SMALL_PNG_FRAME,
+            "pdprops": GOOD_PD[wire.PD_HEADER.size :]}[which]
+    payload = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 4))):
+        payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(payload)))
+    props = None
+    if which == "pdprops":
+        keys = [wire.PROP_PREFIX + k for k in wire.PD_PROPERTIES]
+        props = [(k, data.draw(st.text(max_size=25))) for k in keys if data.draw(st.booleans())]
+    topic = "mad/sensors/s/prpd" if which == "prpd" else "mad/sensors/s/pd"
+    try:
+        wire.decode_message(topic, bytes(payload[:cut]), user_properties=props)
+    except WireError as error:
+        assert error.reason and error.field
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_historical_flag_and_state_payload() -> None:
+    marked = json.loads(wire.mark_historical(b'{"event_id":"e1","kind":"new"}'))
+    assert marked == {"event_id": "e1", "kind": "new", "historical": True}
+    assert wire.state_payload("stale") == b"stale"
+    with pytest.raises(ValueError, match="state"):
+        wire.state_payload("broken")
+
+
+def test_home_assistant_discovery_shape() -> None:
+    configs = wire.home_assistant_discovery("edge1", "bay.3")
+    assert [t for t, _ in configs] == ["homeassistant/sensor/mad_edge1_bay_3/state/config",
+                                       "homeassistant/sensor/mad_edge1_bay_3/alarm/config"]
+    state, alarm = (json.loads(p) for _, p in configs)
+    assert state["state_topic"] == "mad/state/bay.3" and alarm["state_topic"] == "mad/alarms/bay.3"
+    assert state["options"] == list(wire.SENSOR_STATES)
+    assert state["unique_id"] != alarm["unique_id"]
+    for config in (state, alarm):
+        assert config["availability"][0]["topic"] == "mad/agent/edge1/status"
+        assert config["device"]["identifiers"] == ["mad_edge1_bay.3"]
+
+
+def test_deadletter_envelope_is_json_with_reason() -> None:
+    envelope = json.loads(wire.deadletter_envelope("s1", "mad/sensors/s1/pd", "bad_magic", b"\x00\x01", "m"))
+    assert envelope["reason"] == "bad_magic" and envelope["payload_hex"] == "0001"
