@@ -193,9 +193,9 @@ def test_each_prpd_reason_is_reachable() -> None:
     assert _prpd_reason(wire.encode_prpd_frame(T0, small)) == "bad_image_size"
     rgba = _encode(Image.new("RGBA", (256, 256)))
     assert _prpd_reason(wire.encode_prpd_frame(T0, rgba)) == "bad_image_mode"
-    # A decompression bomb: a tiny PNG whose header claims a 10,000 x 10,000 canvas (below Pillow's own
+    # A decompression bomb: a tiny PNG whose header claims a 5,000 x 5,000 canvas (below Pillow's own
     # bomb guard) is refused from its header, before any pixel is decompressed.
-    bomb = _png_claiming(10_000, 10_000)
+    bomb = _png_claiming(5_000, 5_000)
     assert _prpd_reason(wire.encode_prpd_frame(T0, bomb)) == "bad_image_size"
 
 
