@@ -1,0 +1,154 @@
+"""Per-sensor alarm state machine with hysteresis, and how severity is defined.
+
+A window's verdict: `uncertain` when its top probability is below `uncertain_below` (or its top
+class is a defect below `raise_probability`), `interference` when the top class is Noise, `defect`
+when the top class is Surface/Corona/Void at >= `raise_probability`, else `clean` (Normal).
+
+Raise (`new`) when k of the last n verdicts are `defect` with the same class. While raised,
+`update` when another class reaches k of n, or when the severity changes; `end` after
+`clear_after` clean windows in a row (interference and uncertain windows neither count towards
+clearing nor reset the count: they say nothing about the insulation). Noise never raises.
+
+Severity (low/medium/high): the mean probability of the alarm class over its agreeing windows in
+the last n gives low (< severity_medium_probability), medium, or high (>= severity_high_probability);
+one level more (capped at high) when discharge activity (pulses/s, see `pulse_rate`) of those
+windows is at least `activity_rising_factor` times what it was when the alarm was raised.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from agent.settings import AlarmsSection
+from mad.constants import CLASS_NAMES, DEFECT_CLASSES, WINDOW_SECONDS
+
+Outcome = Literal["clean", "interference", "uncertain", "defect"]
+SensorState = Literal["ok", "interference", "uncertain", "alarm", "stale", "offline"]
+_SEVERITIES = ("low", "medium", "high")
+_MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation for Gaussian noise
+
+
+def pulse_rate(signal: np.ndarray, threshold_sigma: float) -> float:
+    """Discharge activity of one window: samples beyond `threshold_sigma` robust sigmas, per second."""
+    flat = signal.reshape(-1)
+    centred = np.abs(flat - np.median(flat))
+    spread = max(float(np.median(centred)) * _MAD_TO_SIGMA, 1.0)  # >= 1 ADC count: a flat line has no pulses
+    return float(np.count_nonzero(centred > threshold_sigma * spread)) / WINDOW_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    class_name: str
+    probability: float
+    activity: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmDecision:
+    verdict: Verdict
+    kind: Literal["new", "update", "end"] | None  # None: no event for this window
+    alarm_class: str | None  # the class the event is about (for `end`, the class that cleared)
+    severity: str | None
+
+
+def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection) -> Verdict:
+    top = int(np.argmax(probabilities))
+    name, p = CLASS_NAMES[top], float(probabilities[top])
+    if p < config.uncertain_below:
+        outcome: Outcome = "uncertain"
+    elif name == "Noise":
+        outcome = "interference"
+    elif name in DEFECT_CLASSES:
+        outcome = "defect" if p >= config.raise_probability else "uncertain"
+    else:
+        outcome = "clean"
+    return Verdict(outcome, name, p, activity)
+
+
+class SensorAlarm:
+    """The alarm state of one sensor; feed it one window at a time, in window order."""
+
+    def __init__(self, config: AlarmsSection) -> None:
+        self.config = config
+        self.history: deque[Verdict] = deque(maxlen=config.window_n)
+        self.active_class: str | None = None
+        self.severity: str | None = None
+        self.clean_streak = 0
+        self.last_outcome: Outcome | None = None
+        self._activity_at_raise = 0.0
+
+    @property
+    def state(self) -> SensorState:
+        if self.active_class is not None:
+            return "alarm"
+        return {None: "ok", "clean": "ok", "defect": "uncertain"}.get(self.last_outcome, self.last_outcome)  # type: ignore[return-value]
+
+    def observe(self, probabilities: np.ndarray, activity: float = 0.0) -> AlarmDecision:
+        verdict = judge(probabilities, activity, self.config)
+        self.history.append(verdict)
+        self.last_outcome = verdict.outcome
+        leader = self._leading_class()
+
+        if self.active_class is None:
+            if leader is None:
+                return AlarmDecision(verdict, None, None, None)
+            self.active_class, self.clean_streak = leader, 0
+            self._activity_at_raise = self._mean_activity(leader)
+            self.severity = self._severity(leader)
+            return AlarmDecision(verdict, "new", leader, self.severity)
+
+        if verdict.outcome == "clean":
+            self.clean_streak += 1
+            if self.clean_streak >= self.config.clear_after:
+                ended, severity = self.active_class, self.severity
+                self.active_class, self.severity, self.clean_streak = None, None, 0
+                self.history.clear()  # start afresh: old defect votes must not re-raise at once
+                return AlarmDecision(verdict, "end", ended, severity)
+        elif verdict.outcome == "defect":
+            self.clean_streak = 0
+
+        changed = False
+        if leader is not None and leader != self.active_class:
+            self.active_class, changed = leader, True
+            self._activity_at_raise = self._mean_activity(leader)
+        severity = self._severity(self.active_class)
+        if severity != self.severity:
+            self.severity, changed = severity, True
+        return AlarmDecision(verdict, "update" if changed else None, self.active_class, self.severity)
+
+    def _agreeing(self, class_name: str) -> list[Verdict]:
+        return [v for v in self.history if v.outcome == "defect" and v.class_name == class_name]
+
+    def _leading_class(self) -> str | None:
+        """The defect class with >= k agreeing windows in the last n (most votes, then highest mean p)."""
+        best: tuple[int, float, str] | None = None
+        for name in DEFECT_CLASSES:
+            votes = self._agreeing(name)
+            if len(votes) >= self.config.window_k:
+                key = (len(votes), float(np.mean([v.probability for v in votes])), name)
+                best = key if best is None or key > best else best
+        return None if best is None else best[2]
+
+    def _mean_activity(self, class_name: str) -> float:
+        votes = self._agreeing(class_name)
+        return float(np.mean([v.activity for v in votes])) if votes else 0.0
+
+    def _severity(self, class_name: str) -> str | None:
+        votes = self._agreeing(class_name)
+        if not votes:
+            return self.severity  # nothing new to judge by: keep what was said
+        mean_p = float(np.mean([v.probability for v in votes]))
+        level = (
+            2
+            if mean_p >= self.config.severity_high_probability
+            else int(mean_p >= self.config.severity_medium_probability)
+        )
+        rising = self._activity_at_raise > 0 and (
+            self._mean_activity(class_name) >= self.config.activity_rising_factor * self._activity_at_raise
+        )
+        return _SEVERITIES[min(2, level + int(rising))]
