@@ -1,0 +1,38 @@
+"""Torch datasets over synthetic windows; every item is {"image", "series", "label", "index"}."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mad.constants import DEFAULT_POWER_FREQ_HZ
+from mad.data.synthetic import check_non_negative_int, check_preset, generate_window
+
+
+def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> dict[str, torch.Tensor]:
+    """The one item layout: image uint8 (256,256,3), series int16/int32 (20,7680), label int64 scalar."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)),
+        "series": torch.from_numpy(np.ascontiguousarray(series)),
+        "label": torch.tensor(int(label), dtype=torch.int64),
+        "index": torch.tensor(int(index), dtype=torch.int64),
+    }
+
+
+class SyntheticDataset(Dataset):
+    """Windows generated on the fly (no disk); item i is generate_window(preset, seed, i)."""
+
+    def __init__(self, preset: str, seed: int, n: int, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> None:
+        check_preset(preset)
+        self.preset, self.seed, self.n = preset, check_non_negative_int("seed", seed), check_non_negative_int("n", n)
+        self.power_freq_hz = float(power_freq_hz)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} windows")
+        window = generate_window(self.preset, self.seed, index, power_freq_hz=self.power_freq_hz)
+        return make_item(window.image, window.series, window.label, index)

@@ -1,0 +1,188 @@
+"""Phase-resolved PD (PRPD) images: one convention, used by the generator and by the agent.
+
+Convention (see docs/formats.md):
+- image (256, 256, 3) uint8, row 0 at the top;
+- x: phase 0-360 deg left to right, 256 columns of 1.40625 deg; phase 0 is the first sample of
+  the window (the series carries no phase reference, so the renderer assumes the recording
+  starts at a positive-going zero crossing; a sensor offset shows up as a horizontal shift);
+- y: pulse magnitude above the window's baseline, bottom to top, linear, PER-WINDOW scale: the top
+  row is 1.1 x the largest pulse, never less than `MIN_FULL_SCALE_SIGMA` (50) noise sigmas, so sensor
+  gain does not move patterns while a quiet window stays near the bottom;
+- colour: black background, pulse counts per cell (normalised to pulses per 1,200 cycles, the
+  20 s of a 60 Hz window) on a log scale through a jet-like map (blue = one pulse, red = dense);
+- a grey sine (the supply voltage in the assumed reference) is drawn under the pulses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mad.constants import DEFAULT_POWER_FREQ_HZ, IMAGE_SIZE, SAMPLE_RATE_HZ, WINDOW_SECONDS
+
+DETECT_THRESHOLD_SIGMA = 5.0  # Gaussian floor: P(>5 sigma) x 153,600 samples ~ 0.04 false pulses per window
+MIN_FULL_SCALE_SIGMA = 50.0
+FULL_SCALE_HEADROOM = 1.1
+REFERENCE_CYCLES = 1_200  # counts are normalised to this many cycles (20 s at 60 Hz)
+COUNT_AT_TOP_COLOUR = 200.0  # a cell with this many pulses per REFERENCE_CYCLES gets the hottest colour
+SINE_GREY = 70
+
+
+def _jet_lut() -> np.ndarray:
+    """256 RGB entries; entry 0 is the background (black), 1..255 go blue -> cyan -> yellow -> red."""
+    x = np.linspace(0.0, 1.0, 255)
+    red = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0, 1)
+    green = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0, 1)
+    blue = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0, 1)
+    blue[: len(x) // 8] = np.maximum(blue[: len(x) // 8], 0.6)  # one-pulse cells must stay visible on black
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[1:] = np.round(np.stack([red, green, blue], axis=1) * 255).astype(np.uint8)
+    return lut
+
+
+COLOUR_LUT = _jet_lut()
+
+
+def _sine_mask() -> np.ndarray:
+    cols = np.arange(IMAGE_SIZE)
+    phase = (cols + 0.5) / IMAGE_SIZE * 2 * np.pi
+    rows = np.round((IMAGE_SIZE - 1) / 2 * (1 - 0.9 * np.sin(phase))).astype(np.int64)
+    mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    mask[rows, cols] = True
+    mask[np.clip(rows + 1, 0, IMAGE_SIZE - 1), cols] = True  # 2 px thick so it survives resizing
+    return mask
+
+
+SINE_MASK = _sine_mask()
+
+
+def noise_floor(series: np.ndarray) -> tuple[float, float]:
+    """Robust (baseline, sigma) of a window: median and 1.4826 x MAD, sigma floored at 0.5 count."""
+    flat = np.asarray(series).reshape(-1)
+    baseline = float(np.median(flat))
+    mad = float(np.median(np.abs(flat - baseline)))
+    return baseline, max(1.4826 * mad, 0.5)
+
+
+def detect_pulses(
+    series: np.ndarray, threshold_sigma: float = DETECT_THRESHOLD_SIGMA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pulses = local maxima more than `threshold_sigma` robust sigmas above the median.
+
+    Returns (sample index into the flattened series, magnitude above baseline in counts).
+    A pulse's tail in the next sample is not counted twice (strict local maximum on the right).
+    """
+    flat = np.asarray(series).reshape(-1).astype(np.float32)
+    if flat.size < 3:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    baseline, sigma = noise_floor(flat)
+    above = flat - baseline
+    candidate = above > threshold_sigma * sigma
+    candidate[1:] &= above[1:] >= above[:-1]
+    candidate[:-1] &= above[:-1] > above[1:]
+    index = np.flatnonzero(candidate)
+    return index.astype(np.int64), above[index]
+
+
+def _full_scale(amplitude: np.ndarray, sigma: float | None, full_scale: float | None) -> float:
+    if full_scale is not None:
+        return float(full_scale)
+    top = FULL_SCALE_HEADROOM * float(amplitude.max()) if amplitude.size else 0.0
+    if sigma is not None:
+        top = max(top, MIN_FULL_SCALE_SIGMA * sigma)
+    return max(top, 1e-6)
+
+
+def _colourise(counts: np.ndarray, n_cycles: float, draw_sine: bool) -> np.ndarray:
+    """counts (256 rows top->bottom, 256 phase cols) -> RGB uint8."""
+    rate = counts * (REFERENCE_CYCLES / max(float(n_cycles), 1e-9))
+    level = np.log1p(rate) / np.log1p(COUNT_AT_TOP_COLOUR)
+    index = np.where(counts > 0, 1 + np.clip(np.round(level * 254), 0, 254), 0).astype(np.intp)
+    image = COLOUR_LUT[index]
+    if draw_sine:
+        image[SINE_MASK & (index == 0)] = SINE_GREY
+    return image
+
+
+def _accumulate(col: np.ndarray, amplitude: np.ndarray, top: float, weight: np.ndarray | None = None) -> np.ndarray:
+    row = (IMAGE_SIZE - 1) - np.clip((amplitude / top * IMAGE_SIZE).astype(np.int64), 0, IMAGE_SIZE - 1)
+    flat = row * IMAGE_SIZE + np.mod(col, IMAGE_SIZE)
+    return np.bincount(flat, weights=weight, minlength=IMAGE_SIZE * IMAGE_SIZE).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def render_prpd_from_events(
+    phase_deg: np.ndarray,
+    amplitude: np.ndarray,
+    n_cycles: float,
+    *,
+    noise_sigma: float | None = None,
+    full_scale: float | None = None,
+    draw_sine: bool = True,
+) -> np.ndarray:
+    """PRPD image from pulse events (phase in degrees, magnitude above baseline in counts)."""
+    phase = np.mod(np.asarray(phase_deg, dtype=np.float64), 360.0)
+    amp = np.asarray(amplitude, dtype=np.float64)
+    if phase.shape != amp.shape:
+        raise ValueError(f"phase_deg shape {phase.shape} != amplitude shape {amp.shape}")
+    top = _full_scale(amp, noise_sigma, full_scale)
+    col = (phase / 360.0 * IMAGE_SIZE).astype(np.int64)
+    return _colourise(_accumulate(col, amp, top), n_cycles, draw_sine)
+
+
+def render_prpd_from_series(
+    series: np.ndarray,
+    sample_rate_hz: float = SAMPLE_RATE_HZ,
+    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
+    *,
+    threshold_sigma: float = DETECT_THRESHOLD_SIGMA,
+    draw_sine: bool = True,
+) -> np.ndarray:
+    """PRPD image of a window's own pulses (detect_pulses), phase from the sample index.
+
+    One sample spans 360 * f / fs degrees (2.8 deg at 60 Hz: two columns), and the pulse could
+    have happened anywhere inside it, so its count is shared over the columns it covers:
+    otherwise every other column would stay empty at 60 Hz.
+    """
+    flat = np.asarray(series).reshape(-1)
+    if flat.size == 0:
+        raise ValueError("series is empty")
+    if sample_rate_hz <= 0 or power_freq_hz <= 0:
+        raise ValueError(f"sample_rate_hz={sample_rate_hz} and power_freq_hz={power_freq_hz} must be > 0")
+    _, sigma = noise_floor(flat)
+    index, amp = detect_pulses(flat, threshold_sigma)
+    n_cycles = flat.size / sample_rate_hz * power_freq_hz
+    top = _full_scale(amp, sigma, None)
+    cols_per_sample = IMAGE_SIZE * power_freq_hz / sample_rate_hz
+    cycles = index * (power_freq_hz / sample_rate_hz)
+    start = (cycles - np.floor(cycles)) * IMAGE_SIZE  # fractional column where the sample begins
+    counts = np.zeros((IMAGE_SIZE, IMAGE_SIZE))
+    first_col = np.floor(start).astype(np.int64)
+    for k in range(int(np.ceil(cols_per_sample)) + 1):  # a handful of column offsets, not a per-pulse loop
+        col = first_col + k
+        overlap = np.minimum(col + 1, start + cols_per_sample) - np.maximum(col, start)
+        keep = overlap > 1e-9
+        if keep.any():
+            counts += _accumulate(col[keep], amp[keep], top, overlap[keep] / cols_per_sample)
+    return _colourise(counts, n_cycles, draw_sine)
+
+
+def render_prpd_from_matrix(
+    counts: np.ndarray, n_cycles: float = REFERENCE_CYCLES, *, draw_sine: bool = True
+) -> np.ndarray:
+    """PRPD image from an instrument's count matrix (n_phase, n_amp), amplitude bin 0 = smallest."""
+    matrix = np.asarray(counts, dtype=np.float64)
+    if matrix.ndim != 2 or min(matrix.shape) < 1:
+        raise ValueError(f"counts must be a 2-D (n_phase, n_amp) matrix, got shape {matrix.shape}")
+    if not np.all(np.isfinite(matrix)) or (matrix < 0).any():
+        raise ValueError("counts must be finite and >= 0")
+    n_phase, n_amp = matrix.shape
+    phase_idx = np.arange(IMAGE_SIZE) * n_phase // IMAGE_SIZE
+    amp_idx = (IMAGE_SIZE - 1 - np.arange(IMAGE_SIZE)) * n_amp // IMAGE_SIZE
+    # Spread each cell's count over the pixels it covers so the total stays the same.
+    pixels_per_cell = (IMAGE_SIZE / n_phase) * (IMAGE_SIZE / n_amp)
+    grid = matrix[phase_idx[None, :], amp_idx[:, None]] / max(pixels_per_cell, 1.0)
+    return _colourise(grid, n_cycles, draw_sine)
+
+
+def window_cycles(power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> float:
+    """Supply cycles in one 20 s window."""
+    return WINDOW_SECONDS * power_freq_hz
