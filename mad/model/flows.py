@@ -6,6 +6,10 @@ so log|det J| = sum(s) and the inverse is x_b = (y_b - t) * exp(-s). A fixed ran
 permutation between couplings lets every channel be transformed. The conditioner's last layer
 is zero-initialised: each flow starts as the identity.
 
+"Channel permutations between couplings": each coupling draws its own fixed random split of
+the channels into the kept and the transformed half (permute, couple, permute back). Undoing
+the permutation keeps the zero-initialised flow an exact identity and the Jacobian's sign +1.
+
 Image flow: a per-token MLP conditioner. Signal flow ("causal"): the conditioner's first layer
 is a left-padded convolution along time, so the (s, t) of token i depend on tokens <= i only.
 """
@@ -53,7 +57,7 @@ class Conditioner(nn.Module):
 
 
 class AffineCoupling(nn.Module):
-    """One affine coupling on (B, T, C): permute channels, keep the first half, transform the second."""
+    """One affine coupling on (B, T, C): a fixed random half of the channels conditions the other half."""
 
     def __init__(self, dim: int, hidden: int, scale_bound: float, causal_kernel: int | None, seed: int) -> None:
         super().__init__()
@@ -75,9 +79,10 @@ class AffineCoupling(nn.Module):
         x_a, x_b = x[..., : self.half], x[..., self.half :]
         s, t = self._scale_shift(x_a)
         y = torch.cat([x_a, x_b * torch.exp(s) + t], dim=-1)
-        return y, s.sum(dim=(1, 2))
+        return y[..., self.inv_perm], s.sum(dim=(1, 2))
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y = y[..., self.perm]
         y_a, y_b = y[..., : self.half], y[..., self.half :]
         s, t = self._scale_shift(y_a)  # y_a == x_a: one parallel pass, no recursion over time
         x = torch.cat([y_a, (y_b - t) * torch.exp(-s)], dim=-1)
