@@ -1,0 +1,103 @@
+"""Batcher: batches across sensors, max wait on the injected clock, slow model never blocks intake."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from agent.core.batcher import Batcher
+from agent.core.clock import ManualClock
+from agent.core.pairing import ReadyWindow
+from agent.core.windowing import ClosedWindow
+from agent.inference import FunctionClassifier
+from agent.settings import ModelSection
+
+UNIFORM = np.full(5, 0.2, np.float32)
+
+
+def ready(sensor: str, k: int = 0, with_image: bool = False) -> ReadyWindow:
+    window = ClosedWindow(sensor, k * 20_000_000_000, 7680.0, 60.0, np.zeros(153_600, np.float32), 0, 0)
+    image = np.zeros((256, 256, 3), np.uint8) if with_image else None
+    return ReadyWindow(window, np.full((20, 7680), k, np.float32), 0.0, image)
+
+
+class Recorder:
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.calls: list[tuple[bool, int]] = []
+        self.gate, self.entered = gate, threading.Event()
+
+    def __call__(self, images, signals):
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=30)
+        self.calls.append((images is not None, signals.shape[0]))
+        return np.tile(signals[:, 0, :1] / 100 + UNIFORM, (1, 5))[:, :5]
+
+
+def test_batches_across_sensors_up_to_max_batch():
+    recorder = Recorder()
+    batcher = Batcher(FunctionClassifier(recorder), ModelSection(batch_max=3, inference_mode="inline"), ManualClock())
+    for sensor in ("a", "b", "c", "d"):
+        batcher.add(ready(sensor))
+    assert recorder.calls == [(False, 3)] and batcher.pending_count() == 1
+    [result] = batcher.take_results()
+    assert [w.window.sensor_id for w in result.windows] == ["a", "b", "c"]
+
+
+def test_max_wait_respected_on_the_injected_clock():
+    recorder = Recorder()
+    clock = ManualClock()
+    batcher = Batcher(
+        FunctionClassifier(recorder), ModelSection(batch_max=8, max_wait_s=0.5, inference_mode="inline"), clock
+    )
+    batcher.add(ready("a"))
+    clock.advance(0.4)
+    batcher.poll()
+    assert recorder.calls == []
+    clock.advance(0.1)
+    batcher.poll()
+    assert recorder.calls == [(False, 1)]
+
+
+def test_mixed_modalities_split_and_rows_keep_their_order():
+    recorder = Recorder()
+    batcher = Batcher(FunctionClassifier(recorder), ModelSection(batch_max=4, inference_mode="inline"), ManualClock())
+    for k, with_image in enumerate([True, False, True, False]):
+        batcher.add(ready("a", k, with_image))
+    [result] = batcher.take_results()
+    assert sorted(recorder.calls) == [(False, 2), (True, 2)]
+    np.testing.assert_allclose(result.probabilities[:, 0], [0.2, 0.21, 0.22, 0.23], rtol=1e-5)
+
+
+def test_slow_classifier_does_not_block_intake_and_full_queue_is_counted():
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = Batcher(
+        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=1, inference_mode="thread"), ManualClock()
+    )
+    try:
+        batcher.add(ready("a", 0))  # taken by the worker, which then blocks in the model
+        assert recorder.entered.wait(timeout=30)
+        batcher.add(ready("a", 1))  # waits in the queue (size 1)
+        batcher.add(ready("a", 2))  # queue full: dropped and counted, add still returns
+        assert batcher.counters.inference_dropped_windows == 1
+        assert batcher.take_results() == []
+        gate.set()
+        batcher.flush()
+        results = batcher.take_results()
+        assert [r.windows[0].window.window_start_ns for r in results] == [0, 20_000_000_000]
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_failing_classifier_is_counted_not_raised():
+    def broken(images, signals):
+        raise RuntimeError("CUDA out of memory")
+
+    batcher = Batcher(FunctionClassifier(broken), ModelSection(batch_max=1, inference_mode="inline"), ManualClock())
+    batcher.add(ready("a"))
+    [result] = batcher.take_results()
+    assert result.probabilities is None and "out of memory" in result.error
+    assert batcher.counters.inference_failures == 1
