@@ -13,8 +13,8 @@ from mad.data.synthetic import check_non_negative_int, check_preset, generate_wi
 def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> dict[str, torch.Tensor]:
     """The one item layout: image uint8 (256,256,3), series int16/int32 (20,7680), label int64 scalar."""
     return {
-        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)),
-        "series": torch.from_numpy(np.ascontiguousarray(series)),
+        "image": torch.from_numpy(np.array(image, dtype=np.uint8)),  # copy: PNG arrays are read-only
+        "series": torch.from_numpy(np.array(series)),
         "label": torch.tensor(int(label), dtype=torch.int64),
         "index": torch.tensor(int(index), dtype=torch.int64),
     }
