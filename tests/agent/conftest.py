@@ -6,12 +6,16 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT_S = 10.0
@@ -47,15 +51,20 @@ class Broker:
     workdir: Path
     host: str = "127.0.0.1"
     port: int = field(default_factory=_free_port)
+    persistence: bool = False  # True: sessions, queued QoS 1 messages and retained ones survive restart()
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
         self.config = self.workdir / f"mosquitto-{self.port}.conf"
         self.log = self.workdir / f"mosquitto-{self.port}.log"
-        self.config.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\n"
-        )
+        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "log_dest stderr",
+                 "log_type error", "log_type warning"]
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.workdir}/",
+                      f"persistence_file mosquitto-{self.port}.db"]
+        else:
+            lines.append("persistence false")
+        self.config.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -85,7 +94,7 @@ class Broker:
 
 
 @pytest.fixture
-def broker_factory(tmp_path: Path) -> Iterator[Callable[[], Broker]]:
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Makes started brokers (each on its own free port); all are stopped at teardown."""
     executable = _find_mosquitto()
     if executable is None:
@@ -94,8 +103,8 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[[], Broker]]:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto); MQTT tests skipped")
     brokers: list[Broker] = []
 
-    def make() -> Broker:
-        broker = Broker(executable, tmp_path)
+    def make(persistence: bool = False) -> Broker:
+        broker = Broker(executable, tmp_path, persistence=persistence)
         broker.start()
         brokers.append(broker)
         return broker
@@ -106,6 +115,87 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[[], Broker]]:
 
 
 @pytest.fixture
-def mqtt_broker(broker_factory: Callable[[], Broker]) -> Broker:
+def mqtt_broker(broker_factory: Callable[..., Broker]) -> Broker:
     """A started broker: use `.host` and `.port`."""
     return broker_factory()
+
+
+class Subscriber:
+    """A plain paho client that records what it receives; waits poll a condition with a deadline."""
+
+    def __init__(self, broker: Broker, topics: list[str], client_id: str | None = None) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._changed = threading.Condition()
+        self._topics = topics
+        self._subscribed = threading.Event()
+        # A fixed client id with a persistent session: QoS 1 messages published while it is away are queued.
+        persistent = client_id is not None
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-sub-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.2)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            raise RuntimeError("test subscriber did not get SUBACK")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe([(topic, 1) for topic in self._topics])
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._changed:
+            return [m.payload for m in self.messages if m.topic == topic]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.05))
+        return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber_factory() -> Iterator[Callable[..., Subscriber]]:
+    """Makes connected, subscribed test subscribers; all are closed at teardown."""
+    made: list[Subscriber] = []
+
+    def make(broker: Broker, topics: list[str], client_id: str | None = None) -> Subscriber:
+        subscriber = Subscriber(broker, topics, client_id)
+        made.append(subscriber)
+        return subscriber
+
+    yield make
+    for subscriber in made:
+        subscriber.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition") -> None:
+    """Poll `predicate` until true or fail the test after `timeout_s` (never a blind sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def until() -> Callable[..., None]:
+    return wait_until
