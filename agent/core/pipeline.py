@@ -162,7 +162,7 @@ class Pipeline:
         merged.update(asdict(self.windower.counters))
         merged.update(asdict(self.pairer.counters))
         merged.update(asdict(self.batcher.counters))
-        merged.update({f"rejected_{reason}": count for reason, count in self._rejections.items()})
+        merged.update({f"reject_reason_{reason}": count for reason, count in self._rejections.items()})
         merged["windows_pending_pairing"] = self.pairer.pending_count()
         merged["windows_pending_batch"] = self.batcher.pending_count()
         return merged
