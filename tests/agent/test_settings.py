@@ -91,3 +91,25 @@ def test_check_config_exit_codes(tmp_path, capsys, text, code):
     assert check_config.run(parser.parse_args([str(write(tmp_path, text))])) == code
     if code == 1:
         assert "model.batch_max" in capsys.readouterr().err
+
+
+def test_logging_json_lines_and_rate_limit():
+    import io
+    import json as jsonlib
+
+    from agent.logging import RateLimitedLog, configure_logging, get_logger
+
+    stream = io.StringIO()
+    configure_logging("auto", "info", stream=stream)  # not a TTY: JSON lines
+    now = [0.0]
+    limited = RateLimitedLog(get_logger("test"), interval_s=60.0, now=lambda: now[0])
+    assert limited.warning("bad:s1", "input rejected", sensor_id="s1")
+    assert not limited.warning("bad:s1", "input rejected", sensor_id="s1")
+    assert limited.warning("bad:s2", "input rejected", sensor_id="s2")
+    now[0] = 60.0
+    assert limited.warning("bad:s1", "input rejected", sensor_id="s1")
+    lines = [jsonlib.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["sensor_id"], line["suppressed"]) for line in lines] == [("s1", 0), ("s2", 0), ("s1", 1)]
+    assert lines[0]["level"] == "warning" and "timestamp" in lines[0]
+    with pytest.raises(ValueError, match=r"logging\.level"):
+        configure_logging("json", "loud")
