@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -57,7 +58,9 @@ class Broker:
     def __post_init__(self) -> None:
         self.config = self.workdir / f"mosquitto-{self.port}.conf"
         self.log = self.workdir / f"mosquitto-{self.port}.log"
-        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "log_dest stderr",
+        # Started as root, mosquitto drops to user `mosquitto` and then cannot write into tmp_path.
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} {self.host}", "allow_anonymous true",
+                 "log_dest stderr",
                  "log_type error", "log_type warning"]
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/",
