@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mad.constants import IMAGE_SIZE, SAMPLE_RATE_HZ
+from mad.data.prpd import SINE_GREY, SINE_MASK
 from train.config import AugmentConfig
 
 
@@ -51,8 +52,14 @@ def phase_shift(images: torch.Tensor, series: torch.Tensor, shift_samples: torch
     rolled_series = roll_rows(series.reshape(b, -1), shift_samples.to(series.device)).reshape(series.shape)
     pixels = phase_shift_pixels(shift_samples, power_freq_hz).to(images.device)
     _, h, w, c = images.shape
+    # The renderer's grey supply sine is a fixed reference, not data: lift it off, roll, draw it back.
+    sine = torch.from_numpy(SINE_MASK).to(images.device)[None, :, :]  # (1, H, W)
+    on_sine = sine & (images == SINE_GREY).all(dim=-1)  # sine pixels with no pulse drawn over them
+    images = images.masked_fill(on_sine[..., None], 0)
     columns = (torch.arange(w, device=images.device)[None, :] - pixels[:, None]) % w  # (B, W)
     rolled_images = torch.gather(images, 2, columns[:, None, :, None].expand(b, h, w, c))
+    empty = (rolled_images == 0).all(dim=-1) & sine
+    rolled_images = rolled_images.masked_fill(empty[..., None], SINE_GREY)
     return rolled_images, rolled_series
 
 
