@@ -150,3 +150,15 @@ def test_config_validation_and_secret_handling(tmp_path, monkeypatch) -> None:
     (tmp_path / "empty").write_text("")
     with pytest.raises(ValueError, match="empty"):
         read_credential("x", fallback_file=tmp_path / "empty")
+
+
+def test_reference_publisher_end_to_end_decodes(mqtt_broker, make_transport, until) -> None:
+    transport = make_transport(mqtt_broker)
+    subprocess.run([sys.executable, str(REPO / "docs" / "reference_publisher.py"), "--host", mqtt_broker.host,
+                    "--port", str(mqtt_broker.port), "--sensor", "bay3", "--seconds", "20", "--fast"],
+                   check=True, timeout=60)
+    decoded = [wire.decode_message(m.topic, m.payload, m.user_properties) for m in _drain(transport.intake, until, 21)]
+    chunks = [d for d in decoded if not hasattr(d, "image")]
+    (frame,) = [d for d in decoded if hasattr(d, "image")]
+    assert [c.seq for c in chunks] == list(range(20)) and all(c.n == 7680 for c in chunks)
+    assert frame.window_start_ns == chunks[0].t0_ns and frame.sensor_id == "bay3"

@@ -272,3 +272,24 @@ def test_home_assistant_discovery_shape() -> None:
 def test_deadletter_envelope_is_json_with_reason() -> None:
     envelope = json.loads(wire.deadletter_envelope("s1", "mad/sensors/s1/pd", "bad_magic", b"\x00\x01", "m"))
     assert envelope["reason"] == "bad_magic" and envelope["payload_hex"] == "0001"
+
+
+def _reference_publisher():
+    import importlib.util
+
+    path = DOCS.parent / "reference_publisher.py"
+    spec = importlib.util.spec_from_file_location("reference_publisher", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_publisher_speaks_the_same_wire_format() -> None:
+    ref = _reference_publisher()
+    samples = np.array([0, 1, -2, 300], np.int16)
+    assert ref.pd_chunk(7, T0, samples, 7680, 60) == wire.encode_pd_chunk(7, T0, samples, 7680, 60)
+    rng = np.random.default_rng(0)
+    window = np.concatenate([ref.synthetic_second(rng, i, 7680, 60) for i in range(2)])
+    image = ref.prpd_image(window, 0.0, 7680, 60)
+    frame = wire.decode_message("mad/sensors/s1/prpd", ref.prpd_frame(T0, ref.png_rgb(image)))
+    np.testing.assert_array_equal(frame.image, image)  # the stdlib PNG writer is lossless and valid
