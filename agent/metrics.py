@@ -49,6 +49,13 @@ class AgentMetrics:
         if first:
             self.sensor_staleness.labels(sensor_id).set_function(lambda: self._clock() - self._last_seen[sensor_id])
 
+    def watch_depth(self, queue: str, depth: Callable[[], float]) -> None:
+        """Read a queue's depth at scrape time (e.g. `watch_depth("intake", lambda: intake.depth)`)."""
+        self.queue_depth.labels(queue).set_function(depth)
+
+    def watch_outbox(self, depth: Callable[[], float]) -> None:
+        self.outbox_depth.set_function(depth)
+
     def set_connected(self, connected: bool) -> None:
         """Hook for `MqttTransport(on_connection_change=...)`."""
         with self._lock:

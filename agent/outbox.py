@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,15 @@ class OutboxRow:
 class Outbox:
     """Thread-safe (one connection behind a lock): the core adds rows, the MQTT thread deletes them on PUBACK."""
 
-    def __init__(self, path: Path | str, max_rows: int = 10_000) -> None:
+    def __init__(
+        self, path: Path | str, max_rows: int = 10_000, on_drop: Callable[[int], None] | None = None
+    ) -> None:
         if max_rows < 1:
             raise ValueError(f"outbox max_rows={max_rows}: must be >= 1")
         self.path = Path(path)
         self.max_rows = max_rows
         self.dropped = 0  # rows evicted by the size bound since this object was opened
+        self._on_drop = on_drop  # e.g. metrics.outbox_dropped.inc
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +93,8 @@ class Outbox:
         ).fetchall()
         self._db.executemany("DELETE FROM outbox WHERE row_id = ?", victims)
         self.dropped += len(victims)
+        if self._on_drop is not None:
+            self._on_drop(len(victims))
 
     def remove(self, row_id: int) -> bool:
         """Delete an acknowledged row; False if it was already gone (evicted, or a duplicate PUBACK)."""

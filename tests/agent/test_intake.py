@@ -81,3 +81,30 @@ def test_producer_never_blocks_and_nothing_is_lost_uncounted() -> None:
 def test_bad_configuration_names_the_field(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         Intake(**kwargs)
+
+
+@pytest.mark.mqtt
+def test_a_flood_with_a_stalled_consumer_never_stalls_the_network_thread(mqtt_broker, tmp_path, until) -> None:
+    import json
+
+    import paho.mqtt.publish as publish
+
+    from agent.outbox import Outbox
+    from agent.transport import MqttTransport, TransportConfig
+
+    intake = Intake(max_messages=5)
+    outbox = Outbox(tmp_path / "o.db")
+    transport = MqttTransport(TransportConfig(agent_id="edge1", host=mqtt_broker.host, port=mqtt_broker.port),
+                              intake, outbox)
+    transport.start()
+    try:
+        assert transport.wait_connected(5)
+        flood = [{"topic": "mad/sensors/s1/pd", "payload": bytes(100), "qos": 1} for _ in range(300)]
+        publish.multiple(flood, hostname=mqtt_broker.host, port=mqtt_broker.port)
+        until(lambda: intake.accepted == 300, what="all flood messages seen by the network thread")
+        assert intake.depth == 5 and intake.dropped == 295
+        # Nobody consumed the intake, yet the network thread still handles PUBACKs.
+        transport.publish_alarm("s1", json.dumps({"event_id": "e1"}), "new", "e1")
+        until(lambda: len(outbox) == 0, what="alarm PUBACK while the intake is full")
+    finally:
+        transport.stop(timeout_s=1)

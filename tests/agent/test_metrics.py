@@ -40,6 +40,16 @@ def test_instruments_are_exposed_with_labels() -> None:
     assert AgentMetrics().render() != text.encode()  # registries are independent
 
 
+def test_watched_depths_are_read_at_scrape_time() -> None:
+    metrics = AgentMetrics()
+    items = [1, 2]
+    metrics.watch_depth("intake", lambda: len(items))
+    metrics.watch_outbox(lambda: len(items) * 10)
+    items.append(3)
+    assert _value(metrics, "mad_queue_depth", {"queue": "intake"}) == 3
+    assert _value(metrics, "mad_outbox_depth") == 30
+
+
 def test_staleness_keeps_growing_for_a_silent_sensor() -> None:
     clock = FakeClock()
     metrics = AgentMetrics(clock=clock)

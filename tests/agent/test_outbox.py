@@ -38,7 +38,8 @@ def test_rows_persist_in_order_and_are_removed_once(tmp_path) -> None:
 
 
 def test_size_bound_drops_oldest_update_and_end_first_and_never_the_newest_new(tmp_path) -> None:
-    outbox = Outbox(tmp_path / "o.db", max_rows=4)
+    evicted: list[int] = []
+    outbox = Outbox(tmp_path / "o.db", max_rows=4, on_drop=evicted.append)
     for event_id, kind in [("n1", "new"), ("u1", "update"), ("n2", "new"), ("e1", "end")]:
         outbox.add("t", "{}", kind, event_id)
     outbox.add("t", "{}", "update", "u2")
@@ -46,7 +47,7 @@ def test_size_bound_drops_oldest_update_and_end_first_and_never_the_newest_new(t
     for i in range(3):
         outbox.add("t", "{}", "new", f"n{3 + i}")
     assert [r.event_id for r in outbox.pending()] == ["n2", "n3", "n4", "n5"]  # onsets go last, oldest first
-    assert outbox.dropped == 4 and len(outbox) == 4
+    assert outbox.dropped == 4 == sum(evicted) and len(outbox) == 4
 
 
 def test_bad_input_is_named(tmp_path) -> None:
