@@ -102,6 +102,8 @@ class MqttTransport:
         self.client_id = config.client_id or f"mad-{config.agent_id}-{uuid.uuid4().hex[:8]}"
         self._v5 = config.protocol == "5"
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # SUBACK for the input topics on the current connection
+        self._subscribe_mid: int | None = None
         self._stopping = False
         self.connects = 0  # successful CONNACKs, for stats and tests
         # Serialises "hand this outbox row to paho" between callers and the on_connect backlog flush.
@@ -138,6 +140,7 @@ class MqttTransport:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         return client
 
@@ -175,6 +178,10 @@ class MqttTransport:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """True once the broker acknowledged the input subscriptions on the current connection."""
+        return self._subscribed.wait(timeout_s)
+
     # ------------------------------------------------------------------ callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -182,7 +189,8 @@ class MqttTransport:
             return
         self.connects += 1
         # Subscribing here, not once after start(), so subscriptions survive a reconnect with a clean session.
-        client.subscribe([(topic, self.config.subscribe_qos) for topic in self.topics.subscriptions()])
+        _, self._subscribe_mid = client.subscribe(
+            [(topic, self.config.subscribe_qos) for topic in self.topics.subscriptions()])
         self._publish(self.status_topic, b"online", qos=1, retain=True)
         for topic, payload in list(self._retained.items()):
             self._publish(topic, payload, qos=1, retain=True)
@@ -194,9 +202,19 @@ class MqttTransport:
         log.info("mqtt: connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
         self._notify(True)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("mqtt: broker refused input subscriptions %s: %s", self.topics.subscriptions(), refused)
+        else:
+            self._subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         self._jitter_backoff(client)
         if self._stopping:
             log.info("mqtt: disconnected cleanly")

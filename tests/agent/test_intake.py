@@ -98,7 +98,7 @@ def test_a_flood_with_a_stalled_consumer_never_stalls_the_network_thread(mqtt_br
                               intake, outbox)
     transport.start()
     try:
-        assert transport.wait_connected(5)
+        assert transport.wait_subscribed(5)
         flood = [{"topic": "mad/sensors/s1/pd", "payload": bytes(100), "qos": 1} for _ in range(300)]
         publish.multiple(flood, hostname=mqtt_broker.host, port=mqtt_broker.port)
         until(lambda: intake.accepted == 300, what="all flood messages seen by the network thread")

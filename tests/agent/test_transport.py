@@ -33,7 +33,7 @@ def make_transport(tmp_path):
         transport = MqttTransport(config, Intake(max_messages=100), Outbox(tmp_path / f"outbox{len(made)}.db"),
                                   on_connection_change)
         transport.start()
-        assert transport.wait_connected(5), "transport did not connect"
+        assert transport.wait_connected(5) and transport.wait_subscribed(5), "transport did not connect"
         made.append(transport)
         return transport
 
@@ -118,6 +118,7 @@ def test_reconnect_resubscribes_and_republishes_retained_state(broker_factory, m
     transport.publish_discovery("s1")
     broker.restart()
     until(lambda: len(states) >= 3, what="reconnect")
+    assert transport.wait_subscribed(5)
     assert states[:3] == [True, False, True]
     late = subscriber_factory(broker, ["mad/state/#", "homeassistant/#", "mad/agent/edge1/status"])
     assert late.wait_for(lambda: late.on("mad/state/s1") == [b"alarm"] and len(late.messages) == 4)
