@@ -53,6 +53,7 @@ class Broker:
     host: str = "127.0.0.1"
     port: int = field(default_factory=_free_port)
     persistence: bool = False  # True: sessions, queued QoS 1 messages and retained ones survive restart()
+    tls: dict[str, str] | None = None  # mosquitto listener options, e.g. cafile/certfile/keyfile/require_certificate
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -67,6 +68,7 @@ class Broker:
                       f"persistence_file mosquitto-{self.port}.db"]
         else:
             lines.append("persistence false")
+        lines += [f"{key} {value}" for key, value in (self.tls or {}).items()]
         self.config.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
@@ -106,8 +108,8 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto); MQTT tests skipped")
     brokers: list[Broker] = []
 
-    def make(persistence: bool = False) -> Broker:
-        broker = Broker(executable, tmp_path, persistence=persistence)
+    def make(persistence: bool = False, tls: dict[str, str] | None = None) -> Broker:
+        broker = Broker(executable, tmp_path, persistence=persistence, tls=tls)
         broker.start()
         brokers.append(broker)
         return broker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,3 +164,45 @@ def test_reference_publisher_end_to_end_decodes(mqtt_broker, make_transport, unt
     (frame,) = [d for d in decoded if hasattr(d, "image")]
     assert [c.seq for c in chunks] == list(range(20)) and all(c.n == 7680 for c in chunks)
     assert frame.window_start_ns == chunks[0].t0_ns and frame.sensor_id == "bay3"
+
+
+def _pki(directory: Path) -> dict[str, Path]:
+    """A throw-away CA with a server cert for 127.0.0.1 and a client cert (openssl CLI, EC keys: fast)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not installed: cannot make test certificates")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory, timeout=30)
+
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=mad-test-ca")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=mad-test-{name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "1", "-extfile", "san.ext")
+    return {name: directory / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tls_with_client_certificate(broker_factory, tmp_path, until) -> None:
+    pki = _pki(tmp_path)
+    broker = broker_factory(tls={"cafile": str(pki["ca.pem"]), "certfile": str(pki["server.pem"]),
+                                 "keyfile": str(pki["server.key"]), "require_certificate": "true"})
+    config = TransportConfig(agent_id="edge1", host=broker.host, port=broker.port, reconnect_min_s=0.1,
+                             reconnect_max_s=0.2, tls_ca_file=pki["ca.pem"], tls_cert_file=pki["client.pem"],
+                             tls_key_file=pki["client.key"])
+    transport = MqttTransport(config, Intake(), Outbox(tmp_path / "o.db"))
+    transport.start()
+    try:
+        assert transport.wait_subscribed(10), "TLS connection with a client certificate failed"
+    finally:
+        transport.stop(timeout_s=1)
+    no_client_cert = MqttTransport(TransportConfig(agent_id="edge2", host=broker.host, port=broker.port,
+                                                   reconnect_min_s=0.1, reconnect_max_s=0.2,
+                                                   tls_ca_file=pki["ca.pem"]), Intake(), Outbox(tmp_path / "p.db"))
+    no_client_cert.start()
+    try:
+        assert not no_client_cert.wait_connected(1.0)  # the broker requires a client certificate
+    finally:
+        no_client_cert.stop(timeout_s=0.5)
