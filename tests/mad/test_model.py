@@ -241,3 +241,10 @@ def test_macs_match_hand_count_for_the_encoder():
 def test_counts_agree_on_cpu_and_meta(tiny):
     assert parameter_counts(tiny)["total"] == sum(p.numel() for p in tiny.parameters())
     assert count_macs(tiny) == model_cost("mad_tiny").macs
+
+
+def test_dense_model_traces_for_export_and_generalises_over_batch(tiny):
+    traced = torch.jit.trace(tiny, (_images(2), _signals(2)), check_trace=False)  # the TorchScript export path
+    with torch.inference_mode():
+        assert torch.allclose(traced(_images(3, seed=1), _signals(3, seed=1)),
+                              tiny(_images(3, seed=1), _signals(3, seed=1)), atol=1e-5)
