@@ -1,0 +1,134 @@
+"""Short CPU runs of the two-stage loop with mad_tiny: it learns, resumes exactly, writes checkpoints."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.config import DataConfig, parse_config
+from train.data_spec import open_datasets
+from train.fit import fit, lr_factor
+
+
+@pytest.fixture(scope="module")
+def easy_splits():
+    config = DataConfig(spec="synth:easy", synth_train=60, synth_test=30, val_fraction=0.25, materialise=True)
+    return open_datasets("synth:easy", config, seed=42)
+
+
+@pytest.fixture(scope="module")
+def small_splits():
+    """Enough for bookkeeping tests (resume, ablation), not for learning."""
+    config = DataConfig(spec="synth:easy", synth_train=25, synth_test=10, val_fraction=0.2, materialise=True)
+    return open_datasets("synth:easy", config, seed=42)
+
+
+def _config(**stages):
+    raw = {"name": "tiny_test", "model": "mad_tiny", "seed": 42,
+           "data": {"spec": "synth:easy", "synth_train": 60, "synth_test": 30, "val_fraction": 0.25},
+           "supcon": {"epochs": 1, "batch_size": 12, "lr": 1e-3, "warmup_epochs": 0.5, "probe_windows": 20},
+           "ce": {"epochs": 5, "batch_size": 12, "lr": 3e-3, "warmup_epochs": 0.5}}
+    for stage, fields in stages.items():
+        if stage == "stages":
+            raw["stages"] = fields
+        else:
+            raw[stage].update(fields)
+    return parse_config(raw)
+
+
+def test_splits_are_disjoint_and_class_balance_reported(easy_splits):
+    summary = easy_splits.summary()
+    assert summary["sizes"] == {"train": 45, "val": 15, "test": 30}
+    assert sum(summary["class_balance"]["val"].values()) == 15
+    assert min(summary["class_balance"]["val"].values()) >= 2  # stratified
+    train_bytes = {easy_splits.train.series[i].numpy().tobytes() for i in range(len(easy_splits.train))}
+    assert not any(easy_splits.val.series[i].numpy().tobytes() in train_bytes for i in range(len(easy_splits.val)))
+    assert not any(easy_splits.test.series[i].numpy().tobytes() in train_bytes
+                   for i in range(len(easy_splits.test)))
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(step, 100, 10, 0.1) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_two_stage_fit_learns_and_writes_a_loadable_checkpoint(tmp_path, easy_splits):
+    result = fit(_config(), tmp_path, device="cpu", splits=easy_splits, show_progress=False)
+    assert result.completed
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    ce = [r for r in rows if r["stage"] == "ce"]
+    assert [r["stage"] for r in rows] == ["supcon"] + ["ce"] * 5
+    assert float(ce[-1]["train_loss"]) < float(ce[0]["train_loss"])  # the loss falls
+    assert max(float(r["val_macro_f1"]) for r in ce) > 0.4  # chance is ~0.2 for 5 balanced classes
+    assert result.test_metrics["macro_f1"] > 0.4
+
+    meta = json.loads((tmp_path / "tiny_test.json").read_text())
+    assert meta["class_names"] == ["Normal", "Noise", "Surface", "Corona", "Void"]
+    assert meta["seed"] == 42 and meta["data_spec"] == "synth:easy"
+    assert meta["versions"]["torch"] == torch.__version__
+    assert meta["metrics"]["test"]["macro_f1"] == pytest.approx(result.test_metrics["macro_f1"])
+    from mad import load_model
+
+    model = load_model(tmp_path / "tiny_test.safetensors")
+    batch = easy_splits.test.batch(torch.arange(4))
+    with torch.no_grad():
+        logits = model(batch["image"], batch["series"])
+    assert logits.shape == (4, 5) and not model.training
+    # stage 2 started from the best SupCon weights: encoder weights moved but began there
+    supcon = load_file(str(tmp_path / "stages" / "tiny_test_supcon_best.safetensors"))
+    assert set(supcon) == set(model.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [1, 3])  # inside stage 1, inside stage 2
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, small_splits, stop_after):
+    config = _config(supcon={"epochs": 2, "batch_size": 10}, ce={"epochs": 2, "batch_size": 10})
+    straight = fit(config, tmp_path / "straight", device="cpu", splits=small_splits, show_progress=False)
+    first = fit(config, tmp_path / "resumed", device="cpu", splits=small_splits, show_progress=False,
+                stop_after_epochs=stop_after)
+    assert not first.completed
+    resumed = fit(config, None, device="cpu", splits=small_splits, show_progress=False,
+                  resume=tmp_path / "resumed")
+    assert resumed.completed
+    for name in ("state/model.safetensors", "state/optimizer.safetensors", "tiny_test.safetensors"):
+        a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(tmp_path / "resumed" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resume"
+    state_a = json.loads((tmp_path / "straight" / "state" / "state.json").read_text())
+    state_b = json.loads((tmp_path / "resumed" / "state" / "state.json").read_text())
+    assert state_a["progress"] == state_b["progress"] and state_a["rng"] == state_b["rng"]
+    rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
+    assert len(rows) == 4  # every epoch logged once
+    assert straight.test_metrics["macro_f1"] == pytest.approx(resumed.test_metrics["macro_f1"])
+
+
+def test_resume_with_another_config_is_refused(tmp_path, small_splits):
+    config = _config(stages=["ce"], ce={"epochs": 2})
+    fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False, stop_after_epochs=1)
+    other = _config(stages=["ce"], ce={"epochs": 3})
+    with pytest.raises(ValueError, match="same training config"):
+        fit(other, None, device="cpu", splits=small_splits, show_progress=False, resume=tmp_path)
+
+
+def test_ce_only_ablation_skips_stage_one(tmp_path, small_splits):
+    result = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cpu", splits=small_splits,
+                 show_progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [r["stage"] for r in rows] == ["ce"] and result.completed
+    assert not (tmp_path / "stages" / "tiny_test_supcon_best.safetensors").exists()
+    assert np.isfinite(result.test_metrics["accuracy"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast path)")
+def test_fit_runs_on_cuda_with_bf16_autocast(tmp_path, easy_splits):
+    result = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cuda", splits=easy_splits,
+                 show_progress=False)
+    assert result.completed and np.isfinite(result.test_metrics["accuracy"])
