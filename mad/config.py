@@ -59,9 +59,17 @@ class MADConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise bad(field, "must be an integer >= 0")
-        for field in ("flow_hidden_ratio", "flow_scale_bound", "mlp_ratio", "signal_spread_floor"):
-            if not float(getattr(self, field)) > 0:
+        for field in ("flow_hidden_ratio", "flow_scale_bound", "mlp_ratio", "signal_spread_floor", "dropout"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise bad(field, "must be a number")  # e.g. YAML reads "1e-3" as a string
+            if field != "dropout" and not value > 0:
                 raise bad(field, "must be > 0")
+        for field in ("use_image", "use_signal", "signal_compress"):
+            if not isinstance(getattr(self, field), bool):
+                raise bad(field, "must be true or false")
+        if not isinstance(self.name, str) or not self.name:
+            raise bad("name", "must be a non-empty string")
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "must be in [0, 1)")
         if not (self.use_image or self.use_signal):

@@ -5,8 +5,8 @@ every Linear/Conv (hooks on the modules that actually run, so top-k routing coun
 experts a token visits) plus the two attention matmuls (Q K^T and A V: 2 * T^2 * D per block)
 computed analytically because scaled_dot_product_attention is a fused op. Normalisation,
 activations, softmax, the median in preprocessing and elementwise ops are not counted.
-Batch 1, classification path (the projection head does not run). The model is built on the meta
-device, so even MAD_base is counted in well under a second without allocating weights.
+Batch 1, classification path (the projection head does not run). Dense models are built on the
+meta device, so even MAD_base is counted in well under a second without allocating weights.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ def count_macs(model: MAD, batch: int = 1) -> dict[str, int]:
     device = next(model.parameters()).device
     images = torch.zeros(batch, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8, device=device)
     signals = torch.zeros(batch, WINDOW_ROWS, ROW_SAMPLES, dtype=torch.int16, device=device)
+    was_training = model.training
     try:
         with torch.no_grad():
             model.eval()(images if model.config.use_image else None, signals if model.config.use_signal else None)
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
     macs["total"] = sum(macs[c] for c in COMPONENTS)
@@ -93,7 +95,9 @@ def count_macs(model: MAD, batch: int = 1) -> dict[str, int]:
 def model_cost(name_or_config: str | MADConfig | dict) -> ModelCost:
     """Parameters and batch-1 MACs of a preset or config, built on the meta device."""
     config = get_config(name_or_config)
-    with torch.device("meta"):
+    # Top-k routing has data-dependent shapes (nonzero), which the meta device cannot run; each token
+    # still visits exactly top_k experts, so a real CPU pass on zero inputs gives the same count.
+    with torch.device("meta" if config.routing == "dense" else "cpu"):
         model = MAD(config)
     return ModelCost(config.name, parameter_counts(model), count_macs(model),
                      config.image_tokens + config.signal_tokens)

@@ -48,6 +48,8 @@ def test_config_dict_round_trips_and_rejects_unknown_keys():
     ({"patch_size": 33}, "patch_size"), ({"heads": 5}, "heads"), ({"routing": "sparse"}, "routing"),
     ({"use_image": False, "use_signal": False}, "use_signal"), ({"signal_token_len": 7}, "signal_token_len"),
     ({"routing": "topk", "top_k": 3}, "top_k"), ({"dropout": 1.5}, "dropout"),
+    ({"signal_spread_floor": "1e-3"}, "signal_spread_floor"), ({"use_image": "yes"}, "use_image"),
+    ({"dim": 64.0}, "dim"),
 ])
 def test_config_rejects_bad_values_naming_the_field(change, field):
     with pytest.raises(ValueError, match=field):
@@ -241,6 +243,20 @@ def test_macs_match_hand_count_for_the_encoder():
 def test_counts_agree_on_cpu_and_meta(tiny):
     assert parameter_counts(tiny)["total"] == sum(p.numel() for p in tiny.parameters())
     assert count_macs(tiny) == model_cost("mad_tiny").macs
+
+
+def test_topk_macs_count_only_visited_experts():
+    dense = model_cost(MAD_TINY).macs["encoder"]
+    top1 = model_cost(MAD_TINY.replace(routing="topk", top_k=1)).macs["encoder"]
+    tokens, dim, depth = 96, 32, 2
+    one_expert = 2 * tokens * dim * 4 * dim  # fc1 + fc2 per block
+    assert dense - top1 == depth * one_expert
+
+
+def test_mac_counting_keeps_training_mode():
+    model = build_model("mad_tiny", seed=0).train()
+    count_macs(model)
+    assert model.training
 
 
 def test_dense_model_traces_for_export_and_generalises_over_batch(tiny):
