@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import uuid
@@ -255,7 +254,7 @@ def test_default_model_is_the_repo_copy_unless_configured(tmp_path: Path):
 
 @pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason=f"shipped model {SHIPPED_MODEL} absent (trained separately)")
 def test_shipped_model_raises_and_clears_a_scripted_void(tmp_path: Path, capsys):
-    from train.commands import synth_recording
+    from train.cli import main as train_main
 
     schedule = tmp_path / "schedule.json"
     schedule.write_text(json.dumps({
@@ -264,9 +263,8 @@ def test_shipped_model_raises_and_clears_a_scripted_void(tmp_path: Path, capsys)
         "1": [{"from_min": 0, "label": "Normal"}],
     }))
     path = tmp_path / "rec.h5"
-    args = argparse.Namespace(out=path, sensors=2, minutes=4.4, schedule=schedule, seed=3, preset="standard",
-                              power_freq_hz=60.0, start_time_ns=START, overwrite=True)
-    assert synth_recording.run(args) == 0
+    assert train_main(["synth-recording", "--out", str(path), "--sensors", "2", "--minutes", "4.4", "--schedule",
+                       str(schedule), "--seed", "3", "--start-time-ns", str(START)]) == 0
     out = tmp_path / "alarms.jsonl"
     assert agent_main(["replay", str(path), "--model", str(SHIPPED_MODEL), "--out", str(out)]) == 0
     events = [AlarmEvent.from_json(line) for line in out.read_text().splitlines()]
