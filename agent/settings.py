@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent import wire
 from mad.constants import DEFAULT_POWER_FREQ_HZ, SAMPLE_RATE_HZ
 
 if sys.version_info >= (3, 11):
@@ -37,9 +38,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_CONFIG_PATH = Path("/etc/mad/agent.toml")  # the systemd unit's --config; one path everywhere
+
+
 class AgentSection(Section):
     id: str = Field("mad-agent-1", pattern=SENSOR_ID_PATTERN)
-    state_dir: Path = Path("/var/lib/mad-agent")
+    state_dir: Path = Path("/var/lib/mad-agent")  # outbox.sqlite3 and last_seq live here
+    stats_interval_s: PositiveSeconds = 30.0  # counters to topics.stats this often
 
 
 class ModelSection(Section):
@@ -109,12 +114,27 @@ class TlsSection(Section):
         return self
 
 
+_WIRE_TOPICS = wire.Topics()  # the documented contract (docs/mqtt.md) is the one source of the defaults
+
+
 class TopicsSection(Section):
-    chunks: str = "mad/sensors/+/pd"
-    frames: str = "mad/sensors/+/prpd"
-    alarms: str = "mad/agents/{agent_id}/alarms"
-    state: str = "mad/agents/{agent_id}/sensors/{sensor_id}/state"
-    status: str = "mad/agents/{agent_id}/status"
+    """Topic patterns, `{sensor}` / `{agent}` placeholders; validated by `agent.wire.Topics` itself."""
+
+    pd: str = _WIRE_TOPICS.pd
+    prpd: str = _WIRE_TOPICS.prpd
+    alarms: str = _WIRE_TOPICS.alarms
+    state: str = _WIRE_TOPICS.state
+    deadletter: str = _WIRE_TOPICS.deadletter
+    status: str = _WIRE_TOPICS.status
+    stats: str = _WIRE_TOPICS.stats
+
+    @model_validator(mode="after")
+    def _valid_patterns(self) -> TopicsSection:
+        self.to_wire()  # raises ValueError naming the bad pattern
+        return self
+
+    def to_wire(self) -> wire.Topics:
+        return wire.Topics(**self.model_dump())
 
 
 class MqttSection(Section):
@@ -124,9 +144,13 @@ class MqttSection(Section):
     username: str | None = None
     password_file: Path | None = None
     password: SecretStr | None = None  # prefer password_file or MAD_MQTT__PASSWORD; never logged
-    client_id: str = Field("mad-agent-1", min_length=1, max_length=128)
+    # Empty: "mad-<agent id>-<8 random hex>", unique per start so two agents never kick each other off.
+    client_id: str = Field("", max_length=128)
     topics: TopicsSection = TopicsSection()
-    qos: int = Field(1, ge=0, le=2)
+    qos: int = Field(1, ge=0, le=2)  # subscription QoS for the sensor inputs; alarms are always QoS 1
+    deadletter: bool = False  # copy rejected inputs to topics.deadletter
+    ha_discovery: bool = False  # publish Home Assistant discovery configs (retained) for each sensor
+    ha_discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_\-/]{1,64}$")
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: PositiveSeconds = 1.0
@@ -154,11 +178,22 @@ class SensorSpec(Section):
 
 
 class LimitsSection(Section):
-    intake_queue: int = Field(1000, ge=1, le=1_000_000)
+    intake_queue: int = Field(1000, ge=1, le=1_000_000)  # raw messages between the network thread and the core
+    intake_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=4 * 1024**3)  # ... and their payload bytes
+    # When the intake is full: drop the oldest queued message (keep the newest data) or the incoming one.
+    intake_drop_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     max_payload_bytes: int = Field(1_048_576, ge=1024, le=268_435_456)
+    outbox_max_rows: int = Field(10_000, ge=1, le=10_000_000)  # alarms kept on disk awaiting PUBACK
     unknown_sensor: Literal["auto-register", "reject"] = "auto-register"
     max_sensors: int = Field(256, ge=1, le=100_000)
     sensors: dict[str, SensorSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _intake_holds_a_payload(self) -> LimitsSection:
+        if self.intake_max_bytes < self.max_payload_bytes:
+            raise ValueError(f"intake_max_bytes ({self.intake_max_bytes}) must be >= max_payload_bytes "
+                             f"({self.max_payload_bytes})")
+        return self
 
     @field_validator("sensors")
     @classmethod
@@ -170,9 +205,8 @@ class LimitsSection(Section):
 
 
 class MetricsSection(Section):
-    enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(9108, ge=1, le=65535)
+    port: int = Field(9108, ge=0, le=65535)  # 0 = no /metrics endpoint
 
 
 class LoggingSection(Section):
