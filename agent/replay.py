@@ -53,6 +53,7 @@ class ReplayOutcome:
     failed_sensors: dict[str, str] = field(default_factory=dict)  # sensor -> read error met mid-replay
     wall_s: float = 0.0
     simulated_s: float = 0.0  # recorded time covered: earliest sensor start to the last arrival
+    interrupted: bool = False  # Ctrl-C: the windows fed so far were finished and scored
 
     @property
     def windows_per_sensor(self) -> dict[str, int]:
@@ -95,6 +96,10 @@ def select_sensors(recording: Recording, wanted: Sequence[str] | None) -> list[s
     return chosen
 
 
+def chunk_samples_for(stream: SensorStream, chunk_seconds: float) -> int:
+    return max(1, round(chunk_seconds * stream.sample_rate_hz))
+
+
 def _sensor_items(stream: SensorStream, chunk_samples: int) -> Iterator[_Item]:
     """One sensor's chunks and frames in arrival order (both are already in time order in the file)."""
     frame_index = 0
@@ -132,8 +137,8 @@ def merged_items(
     streams = []
     for rank, sensor_id in enumerate(sensors):
         stream = recording.sensors[sensor_id]
-        chunk_samples = max(1, round(chunk_seconds * stream.sample_rate_hz))
-        items = _guarded(_sensor_items(stream, chunk_samples), sensor_id, failed, recording.path)
+        items = _guarded(_sensor_items(stream, chunk_samples_for(stream, chunk_seconds)), sensor_id, failed,
+                         recording.path)
         streams.append(
             (item.arrival_ns, _FRAME if isinstance(item.payload, PrpdFrame) else _CHUNK, rank, item) for item in items
         )
@@ -182,29 +187,31 @@ def replay(
         replay_settings(settings), classifier, clock, sink, on_result=collect, event_id_factory=event_id_factory
     )
     failed: dict[str, str] = {}
-    total_chunks = sum(
-        -(-recording.sensors[s].n_samples // max(1, round(chunk_seconds * recording.sensors[s].sample_rate_hz)))
-        for s in chosen
-    )
-    origin_ns = last_ns = min(recording.sensors[s].start_time_ns for s in chosen)  # recorded time starts here
+    streams = [recording.sensors[s] for s in chosen]
+    total_chunks = sum(-(-stream.n_samples // chunk_samples_for(stream, chunk_seconds)) for stream in streams)
+    origin_ns = last_ns = min(stream.start_time_ns for stream in streams)  # recorded time starts here
+    interrupted = False
     started = wall_clock()
-    show = None if progress is None else not progress  # tqdm: None = only on a terminal
-    with tqdm(total=total_chunks, desc="replay", unit="chunk", disable=show) as bar:
-        for item in merged_items(recording, chosen, chunk_seconds, failed):
-            last_ns = max(last_ns, item.arrival_ns)
-            if speed is not None:
-                due = started + (item.arrival_ns - origin_ns) / NS_PER_S / speed
-                wait = due - wall_clock()
-                if wait > 0:
-                    sleep(wait)
-            clock.set_ns(item.arrival_ns)
-            if isinstance(item.payload, SampleChunk):
-                pipeline.on_chunk(item.payload)
-                bar.update(1)
-            else:
-                pipeline.on_frame(item.payload)
-            pipeline.tick()
+    hide = None if progress is None else not progress  # tqdm: None = only on a terminal
+    with tqdm(total=total_chunks, desc="replay", unit="chunk", disable=hide) as bar:
+        try:
+            for item in merged_items(recording, chosen, chunk_seconds, failed):
+                if speed is not None:
+                    due = started + (item.arrival_ns - origin_ns) / NS_PER_S / speed
+                    wait = due - wall_clock()
+                    if wait > 0:
+                        sleep(wait)
+                last_ns = max(last_ns, item.arrival_ns)
+                clock.set_ns(item.arrival_ns)
+                if isinstance(item.payload, SampleChunk):
+                    pipeline.on_chunk(item.payload)
+                    bar.update(1)
+                else:
+                    pipeline.on_frame(item.payload)
+                pipeline.tick()
+        except KeyboardInterrupt:  # a long real-time replay stopped by hand still reports what it saw
+            interrupted = True
         pipeline.close()
     wall_s = wall_clock() - started
     simulated_s = (last_ns - origin_ns) / NS_PER_S
-    return ReplayOutcome(chosen, events, results, pipeline.counters(), failed, wall_s, simulated_s)
+    return ReplayOutcome(chosen, events, results, pipeline.counters(), failed, wall_s, simulated_s, interrupted)

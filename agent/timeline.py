@@ -21,6 +21,7 @@ from mad.constants import CLASS_NAMES
 CLASS_COLOURS = {"Normal": "#9ecae1", "Noise": "#bdbdbd", "Surface": "#fdae6b", "Corona": "#a1d99b", "Void": "#e6550d"}
 EVENT_STYLE = {"new": ("#b30000", "^", "raise"), "update": ("#ff7f00", "D", "update"), "end": ("#006d2c", "v", "clear")}
 _TRUTH_BAND = (1.03, 1.13)  # y-range of the truth strip above the probability stack
+MAX_PANELS = 12  # beyond this a figure is unreadable (and huge): plot the first ones, say so in the title
 
 
 def plot_timeline(
@@ -37,6 +38,10 @@ def plot_timeline(
     sensors = list(sensors) if sensors is not None else sorted({r.sensor_id for r in results})
     if not sensors:
         raise ValueError("plot_timeline: nothing to plot (no sensors, no results)")
+    note = ""
+    if len(sensors) > MAX_PANELS:
+        note = f" (first {MAX_PANELS} of {len(sensors)} sensors; choose with --sensors)"
+    sensors = sensors[:MAX_PANELS]
     starts = [r.window_start_ns for r in results] + [int(t[:, 0].min()) for t in truth_by_sensor.values() if len(t)]
     origin_ns = min(starts) if starts else 0
 
@@ -75,7 +80,7 @@ def plot_timeline(
     handles += [
         plt.Line2D([], [], color=c, marker=m, linestyle="--", label=label) for c, m, label in EVENT_STYLE.values()
     ]
-    fig.suptitle(title or "Replay: class probabilities per window, alarms, truth", fontsize=10)
+    fig.suptitle((title or "Replay: class probabilities per window, alarms, truth") + note, fontsize=10)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Alarms print as they happen (readable lines on stdout, or JSON lines with --json), then a summary
 and, where the file has ground truth, a score per sensor. Exit 0: replayed. 2: the recording,
-config, model or arguments cannot be used (one line naming the problem, no traceback).
+config, model or arguments cannot be used (one line naming the problem, no traceback). 130:
+stopped with Ctrl-C (the summary covers the part replayed).
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"timeline written to {args.plot}", file=summary_stream)
     if not outcome.results and outcome.failed_sensors:
         return _fail("no window could be replayed (every sensor failed to read)")
+    if outcome.interrupted:
+        print("mad-agent replay: interrupted: the summary covers the part replayed", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -132,6 +132,22 @@ def test_speed_paces_replay_against_the_wall_clock(two_sensors: Path):
             replay(recording, load_settings(), double(), speed=0)
 
 
+def test_ctrl_c_stops_feeding_and_still_finishes_the_windows_fed(two_sensors: Path):
+    now, calls = [0.0], itertools.count()
+
+    def sleep(seconds: float) -> None:
+        if next(calls) == 20:  # about 100 s of recording in
+            raise KeyboardInterrupt
+        now[0] += seconds
+
+    with read_recording(two_sensors) as recording:
+        outcome = replay(recording, load_settings(), double(), speed=1.0, sleep=sleep, wall_clock=lambda: now[0])
+    assert outcome.interrupted
+    assert outcome.simulated_s == pytest.approx(100.0)
+    assert outcome.windows_per_sensor == {"a": 5, "b": 5}  # windows 0-4, the open one closed by the flush
+    assert [e.kind for e in outcome.events] == ["new"]
+
+
 def test_broken_sensor_is_skipped_and_the_valid_one_replays(two_sensors: Path):
     with h5py.File(two_sensors, "r+") as f:
         del f["sensors/b"].attrs["sample_rate_hz"]
