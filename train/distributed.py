@@ -1,8 +1,8 @@
 """DDP helpers: process-group setup from torchrun's environment, gathers with and without gradients.
 
 SupCon needs every rank's features as negatives. `gather_with_grad` keeps the autograd graph
-(torch.distributed.nn.functional.all_gather sums the gradients from all ranks in backward), so
-with DDP's gradient averaging the update equals the single-process one on the whole batch.
+(an autograd Function whose backward sums the gradients from all ranks), so with DDP's gradient
+averaging the update equals the single-process one on the whole batch.
 """
 
 from __future__ import annotations
@@ -65,13 +65,33 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums every rank's gradient for this rank's slice.
+
+    Every rank computes the same loss on the gathered batch, so the gradient of this rank's features is
+    the sum over ranks; DDP then averages parameter gradients, which gives exactly the single-process
+    gradient of the whole batch (checked in tests/train/test_train_distributed.py).
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.size = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
+
+
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate `tensor` from all ranks along dim 0, gradients flowing back to each rank's part."""
+    """Concatenate `tensor` (same shape on every rank) along dim 0, gradients flowing back to each rank's part."""
     if not is_distributed():
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    return _GatherWithGrad.apply(tensor)
 
 
 def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Short CPU runs of the two-stage loop with mad_tiny: it learns, resumes exactly, writes checkpoints."""
 
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -24,6 +25,11 @@ def small_splits():
     """Enough for bookkeeping tests (resume, ablation), not for learning."""
     config = DataConfig(spec="synth:easy", synth_train=25, synth_test=10, val_fraction=0.2, materialise=True)
     return open_datasets("synth:easy", config, seed=42)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _config(**stages):
@@ -53,7 +59,7 @@ def test_splits_are_disjoint_and_class_balance_reported(easy_splits):
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     factors = [lr_factor(step, 100, 10, 0.1) for step in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
     assert factors[-1] == pytest.approx(0.1, abs=1e-3)
 
 
@@ -61,7 +67,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 def test_two_stage_fit_learns_and_writes_a_loadable_checkpoint(tmp_path, easy_splits):
     result = fit(_config(), tmp_path, device="cpu", splits=easy_splits, show_progress=False)
     assert result.completed
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = _rows(tmp_path / "metrics.csv")
     ce = [r for r in rows if r["stage"] == "ce"]
     assert [r["stage"] for r in rows] == ["supcon"] + ["ce"] * 5
     assert float(ce[-1]["train_loss"]) < float(ce[0]["train_loss"])  # the loss falls
@@ -104,7 +110,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, small_splits, stop_af
     state_a = json.loads((tmp_path / "straight" / "state" / "state.json").read_text())
     state_b = json.loads((tmp_path / "resumed" / "state" / "state.json").read_text())
     assert state_a["progress"] == state_b["progress"] and state_a["rng"] == state_b["rng"]
-    rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
+    rows = _rows(tmp_path / "resumed" / "metrics.csv")
     assert len(rows) == 4  # every epoch logged once
     assert straight.test_metrics["macro_f1"] == pytest.approx(resumed.test_metrics["macro_f1"])
 
@@ -120,7 +126,7 @@ def test_resume_with_another_config_is_refused(tmp_path, small_splits):
 def test_ce_only_ablation_skips_stage_one(tmp_path, small_splits):
     result = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cpu", splits=small_splits,
                  show_progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = _rows(tmp_path / "metrics.csv")
     assert [r["stage"] for r in rows] == ["ce"] and result.completed
     assert not (tmp_path / "stages" / "tiny_test_supcon_best.safetensors").exists()
     assert np.isfinite(result.test_metrics["accuracy"])
