@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from test_pipeline import void_when_loud  # the pipeline tests' double: Void when a window is loud
 
 from agent.cli import main as agent_main
 from agent.commands import replay as replay_command
@@ -24,18 +25,9 @@ from mad.data.recording import RecordingFormatError, RecordingWriter, read_recor
 
 START = 88_000 * WINDOW_NS
 RATE = 64  # Hz: tiny recordings; the core resamples to the model's rate like any off-rate sensor
-FAULT = [0, 0, 100, 100, 100, 100, 100, 0, 0, 0, 0]  # per-window level: loud = Void for the double below
+FAULT = [0, 0, 100, 100, 100, 100, 100, 0, 0, 0, 0]  # per-window level: loud = Void for the double
 CLEAN = [0] * len(FAULT)
 SHIPPED_MODEL = replay_command.REPO_MODELS_DIR / "mad_small.safetensors"
-
-
-def void_when_loud(images, signals):
-    """Deterministic double: Void when the window's mean is high, Normal otherwise."""
-    loud = signals.mean(axis=(1, 2)) > 50
-    out = np.full((signals.shape[0], 5), 0.01, np.float32)
-    out[loud, 4] = 0.96
-    out[~loud, 0] = 0.96
-    return out
 
 
 def double() -> FunctionClassifier:
@@ -258,7 +250,9 @@ def test_cli_missing_model_exits_2(two_sensors: Path, tmp_path: Path, capsys):
 
 
 def test_default_model_is_the_repo_copy_unless_configured(tmp_path: Path):
-    assert replay_command.resolve_model_path(load_settings(), None) == SHIPPED_MODEL
+    deployed = replay_command.ModelSection.model_fields["path"].default  # present only on an installed host
+    expected = deployed if deployed.exists() else SHIPPED_MODEL
+    assert replay_command.resolve_model_path(load_settings(), None) == expected
     configured = tmp_path / "agent.toml"
     configured.write_text('[model]\npath = "/srv/models/other.safetensors"\n')
     assert replay_command.resolve_model_path(load_settings(configured), None) == Path("/srv/models/other.safetensors")
