@@ -44,6 +44,7 @@ class TransportConfig:
     keepalive_s: int = 30
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never logged
+    tls: bool = False  # TLS with the system CAs; implied by tls_ca_file / tls_cert_file
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -127,7 +128,7 @@ class MqttTransport:
         )
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls_ca_file is not None or cfg.tls_cert_file is not None:
+        if cfg.tls or cfg.tls_ca_file is not None or cfg.tls_cert_file is not None:
             client.tls_set(
                 ca_certs=str(cfg.tls_ca_file) if cfg.tls_ca_file else None,
                 certfile=str(cfg.tls_cert_file) if cfg.tls_cert_file else None,
