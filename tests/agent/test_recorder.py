@@ -50,7 +50,7 @@ def test_chunks_are_placed_by_time_with_gaps_filled_and_overlaps_trimmed(tmp_pat
     assert problems["gap_filled"] == 1 and recorder.report.gap_samples == 5
     assert problems["overlap_trimmed"] == 2 and recorder.report.trimmed_samples == 4
     assert problems["not_int16"] == 1 and problems["rate_changed"] == 1 and problems["gap_too_large"] == 1
-    assert problems["wire:bad_magic"] == 1 and problems["frame_before_samples"] == 1
+    assert problems["wire:truncated_header"] == 1 and problems["frame_before_samples"] == 1
 
 
 def test_sensor_filter_ignores_other_sensors(tmp_path):
