@@ -16,13 +16,14 @@ import torch
 from mad.data.datasets import SyntheticDataset
 from train.config import parse_config
 from train.data_spec import InMemoryDataset
+from train.distributed import DistContext
 from train.fit import StageObjective, Trainer, make_optimizer, set_trainable_heads
 
 
 def measure(model_name: str, stage: str, batch_size: int, steps: int, data: InMemoryDataset) -> float:
-    config = parse_config({"name": "bench", "model": model_name, stages_key(stage): {"batch_size": batch_size}})
+    config = parse_config({"name": "bench", "model": model_name, stage: {"batch_size": batch_size}})
     splits = type("Splits", (), {"power_freq_hz": 60.0, "train": data})()
-    trainer = Trainer(config, splits, out_dir=None, ctx=_cpu_context(), show_progress=False)
+    trainer = Trainer(config, splits, out_dir=None, ctx=DistContext(), show_progress=False)
     sc = trainer._stage_config(stage)
     set_trainable_heads(trainer.model, stage)
     optimizer = make_optimizer(trainer.model, sc, config)
@@ -41,16 +42,6 @@ def measure(model_name: str, stage: str, batch_size: int, steps: int, data: InMe
         if step:
             times.append(time.perf_counter() - started)
     return batch_size / statistics.median(times)
-
-
-def stages_key(stage: str) -> str:
-    return stage
-
-
-def _cpu_context():
-    from train.distributed import DistContext
-
-    return DistContext()
 
 
 def main() -> None:
