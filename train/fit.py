@@ -312,6 +312,11 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
     if ctx.is_main:
         (out_dir / "train_config.json").write_text(json.dumps(config_to_dict(config), indent=2), encoding="utf-8")
         (out_dir / "data.json").write_text(json.dumps(splits.summary(), indent=2), encoding="utf-8")
+        if show_progress:
+            summary = splits.summary()
+            for split, balance in summary["class_balance"].items():
+                tqdm.write(f"{split}: {summary['sizes'][split]} windows, "
+                           + ", ".join(f"{name} {count}" for name, count in balance.items()))
 
     resume_stage = None
     if resume is not None:
