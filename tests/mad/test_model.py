@@ -259,6 +259,8 @@ def test_mac_counting_keeps_training_mode():
     assert model.training
 
 
+# Input-shape validation is baked into the trace as constants: those warnings are expected.
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_dense_model_traces_for_export_and_generalises_over_batch(tiny):
     traced = torch.jit.trace(tiny, (_images(2), _signals(2)), check_trace=False)  # the TorchScript export path
     with torch.inference_mode():
