@@ -153,7 +153,7 @@ class SimulationConfig:
     sensors: int
     duration_s: float  # event-time seconds of stream per sensor
     schedule: dict[int, list[dict]]
-    start_ns: int  # event time of the first sample (a window boundary)
+    start_ns: int  # event time of the stream's start; chunks stay on a grid aligned to the 20 s windows
     speed: float = 1.0
     chunk_s: float = 1.0
     seed: int = 0
@@ -174,8 +174,8 @@ class SimulationConfig:
         if not (0 < self.chunk_s <= WINDOW_SECONDS and chunk_samples == int(chunk_samples)
                 and (WINDOW_SECONDS * SAMPLE_RATE_HZ) % int(chunk_samples) == 0):
             raise SimulationError(f"chunk_s={self.chunk_s}: must divide a 20 s window into whole samples")
-        if self.start_ns % WINDOW_NS:
-            raise SimulationError(f"start_ns={self.start_ns}: must be a multiple of 20 s (window aligned)")
+        if not wire.MIN_TIMESTAMP_NS <= self.start_ns < wire.MAX_TIMESTAMP_NS:
+            raise SimulationError(f"start_ns={self.start_ns}: outside 2000..2200 UTC")
         for s in range(self.sensors):
             self.sensor_id(s)  # raises on a bad prefix
 
@@ -190,8 +190,21 @@ class SimulationConfig:
         return int(self.chunk_s * SAMPLE_RATE_HZ)
 
     @property
+    def chunk_ns(self) -> int:
+        return self.chunk_samples * 1_000_000_000 // SAMPLE_RATE_HZ
+
+    @property
+    def first_window_ns(self) -> int:
+        return self.start_ns - self.start_ns % WINDOW_NS
+
+    @property
+    def skipped_chunks(self) -> int:
+        """Chunks of the first window before `start_ns` (a sensor switched on mid-window sends none of them)."""
+        return -(-(self.start_ns - self.first_window_ns) // self.chunk_ns)
+
+    @property
     def windows(self) -> int:
-        return math.ceil(self.duration_s / WINDOW_SECONDS)
+        return math.ceil((self.skipped_chunks * self.chunk_ns / 1e9 + self.duration_s) / WINDOW_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -204,7 +217,8 @@ class Message:
 def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Message]:
     """Every sensor's chunks in event-time order; a window's PRPD frame right after its last chunk."""
     per_window = WINDOW_SECONDS * SAMPLE_RATE_HZ // config.chunk_samples
-    chunk_ns = config.chunk_samples * 1_000_000_000 // SAMPLE_RATE_HZ
+    chunk_ns = config.chunk_ns
+    first_ns = config.first_window_ns + config.skipped_chunks * chunk_ns  # t0 of the first chunk sent
     end_minute = config.duration_s / 60
     seq = 0
     for w in range(config.windows):
@@ -213,10 +227,12 @@ def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Me
             label, intensity = _state_at(config.schedule.get(s, [{"from_min": 0, "label": "Normal"}]),
                                          w * WINDOW_SECONDS / 60, end_minute)
             windows.append(source.window(s, w, label, intensity))
-        window_start_ns = config.start_ns + w * WINDOW_NS
+        window_start_ns = config.first_window_ns + w * WINDOW_NS
         for c in range(per_window):
             t0_ns = window_start_ns + c * chunk_ns
-            elapsed_ns = t0_ns - config.start_ns
+            elapsed_ns = t0_ns - first_ns
+            if elapsed_ns < 0:
+                continue
             if elapsed_ns >= config.duration_s * 1e9:
                 return
             due_s = (elapsed_ns + chunk_ns) / 1e9  # a chunk leaves when its last sample was taken

@@ -23,10 +23,8 @@ from agent.simulator import (
     parse_broker_url,
     run_simulation,
 )
-from mad.constants import WINDOW_SECONDS
 from mad.data.synthetic import PRESETS
 
-WINDOW_NS = WINDOW_SECONDS * 1_000_000_000
 FLUSH_TIMEOUT_S = 10.0
 
 
@@ -49,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cycle N pre-generated windows per class instead of generating each window "
                              "(load tests: cheap, but the data repeats); 0 = off")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--start-time-ns", type=int, help="event time of the first sample (rounded down to 20 s); "
-                        "default now")
+    parser.add_argument("--start-time-ns", type=int, help="event time (UTC ns) of the stream start; default now, so "
+                        "at --speed 1 sample timestamps match the wall clock (the first window is then partial)")
 
 
 def _fail(message: str) -> int:
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         config = SimulationConfig(
             sensors=args.sensors, duration_s=args.duration, speed=args.speed, chunk_s=args.chunk_seconds,
             seed=args.seed, preset=args.preset, power_freq_hz=args.power_freq_hz, pool=args.pool,
-            sensor_prefix=args.prefix, start_ns=start_ns - start_ns % WINDOW_NS,
+            sensor_prefix=args.prefix, start_ns=start_ns,
             schedule=load_schedule(raw_schedule, args.sensors, args.duration) if args.sensors >= 1 else {},
         )
         source = WindowSource(args.preset, args.seed, args.power_freq_hz, args.pool)

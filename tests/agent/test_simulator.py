@@ -79,6 +79,16 @@ def test_duration_cuts_mid_window_without_a_frame():
     assert kinds.count(wire.PD_MAGIC) == 23 and kinds.count(wire.PRPD_MAGIC) == 1
 
 
+def test_a_stream_started_mid_window_skips_the_earlier_chunks():
+    messages = list(plan_messages(config(sensors=1, duration_s=10.0, start_ns=START_NS + 15_500_000_000),
+                                  WindowSource("easy", 0, 60.0, pool=1)))
+    chunks = [wire.decode_message(m.topic, m.payload) for m in messages if m.payload[:4] == wire.PD_MAGIC]
+    assert [c.t0_ns - START_NS for c in chunks] == [k * 10**9 for k in range(16, 26)]
+    assert [m.due_s for m in messages][:1] == [1.0]  # due times count from the first chunk sent
+    frames = [wire.decode_message(m.topic, m.payload) for m in messages if m.payload[:4] == wire.PRPD_MAGIC]
+    assert [f.window_start_ns for f in frames] == [START_NS]
+
+
 def test_pool_cycles_a_few_windows_per_class():
     source = WindowSource("easy", 0, 60.0, pool=2)
     a = [source.window(s, w, 4, 0.5) for s in range(3) for w in range(3)]
@@ -96,7 +106,7 @@ def test_schedule_uses_the_synth_recording_parser():
 
 
 @pytest.mark.parametrize(("field", "value"), [("sensors", 0), ("duration_s", 0.0), ("speed", 0.0),
-                                              ("chunk_s", 0.7), ("start_ns", START_NS + 1),
+                                              ("chunk_s", 0.7), ("start_ns", 5),
                                               ("sensor_prefix", "bad/")])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(SimulationError, match=field.split("_")[0]):
