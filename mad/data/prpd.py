@@ -92,12 +92,22 @@ def _full_scale(amplitude: np.ndarray, sigma: float | None, full_scale: float | 
     return max(top, 1e-6)
 
 
-def _colourise(counts: np.ndarray, n_cycles: float, draw_sine: bool) -> np.ndarray:
-    """counts (256 rows top->bottom, 256 phase cols) -> RGB uint8."""
+def _colour_index(counts: np.ndarray, n_cycles: float) -> np.ndarray:
+    """Colour-map index per cell: 0 for empty cells, 1..255 on a log scale of the count rate."""
     rate = counts * (REFERENCE_CYCLES / max(float(n_cycles), 1e-9))
     level = np.log1p(rate) / np.log1p(COUNT_AT_TOP_COLOUR)
-    index = np.where(counts > 0, 1 + np.clip(np.round(level * 254), 0, 254), 0).astype(np.intp)
-    image = COLOUR_LUT[index]
+    return np.where(counts > 0, 1 + np.clip(np.round(level * 254), 0, 254), 0).astype(np.intp)
+
+
+def _colourise(counts: np.ndarray, n_cycles: float, draw_sine: bool) -> np.ndarray:
+    """counts (256 rows top->bottom, 256 phase cols) -> RGB uint8."""
+    if np.issubdtype(counts.dtype, np.integer):
+        # Integer counts take few distinct values: colour each value once, then look the grid up
+        # (the log over all 65,536 cells was half the cost of a synthetic window).
+        index = _colour_index(np.arange(int(counts.max()) + 1), n_cycles)[counts]
+    else:
+        index = _colour_index(counts, n_cycles)
+    image = COLOUR_LUT.take(index, axis=0)
     if draw_sine:
         image[SINE_MASK & (index == 0)] = SINE_GREY
     return image

@@ -26,7 +26,7 @@ from mad.constants import (
 )
 from mad.data.prpd import DETECT_THRESHOLD_SIGMA, render_prpd_from_events
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: sensor noise drawn from a fixed Gaussian table (4x faster)
 NORMAL, NOISE, SURFACE, CORONA, VOID = range(NUM_CLASSES)
 ADC_MAX = 4095  # the real ADC range is unknown; 12 bits leaves the fixture's scale far from saturation
 _PRESET_IDS = {"easy": 1, "standard": 2, "hard": 3}
@@ -260,6 +260,17 @@ def _interference_events(rng, sources, n_cycles, f_act, sigma, gain, phase0, t_s
     return np.concatenate(times), np.concatenate(phases), np.maximum(np.concatenate(amps), 0.0)
 
 
+# 65,536 standard-normal values drawn once from a fixed seed: indexing them with random 16-bit
+# words is ~4x faster than drawing 153,600 normals per window, and the per-window noise is still
+# a pure function of the window's own generator.
+_GAUSS_TABLE = np.random.default_rng(0x6D6164).standard_normal(1 << 16).astype(np.float32)
+
+
+def _gaussian_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n float32 samples, approximately N(0, 1)."""
+    return _GAUSS_TABLE.take(np.frombuffer(rng.bytes(2 * n), dtype="<u2"))
+
+
 def _synthesize(
     rng: np.random.Generator,
     *,
@@ -293,7 +304,7 @@ def _synthesize(
     )
 
     # Series: baseline + slow per-second wander + Gaussian floor + single-sample peaks (peak-hold: max, not sum).
-    signal = rng.standard_normal(WINDOW_SAMPLES, dtype=np.float32) * np.float32(sigma)
+    signal = _gaussian_noise(rng, WINDOW_SAMPLES) * np.float32(sigma)
     signal = signal.reshape(WINDOW_ROWS, -1)
     signal += np.float32(sensor["baseline"]) + rng.normal(0, 0.06 * sigma, (WINDOW_ROWS, 1)).astype(np.float32)
     signal = signal.reshape(-1)
@@ -305,7 +316,9 @@ def _synthesize(
     if sensor["glitches"]:
         where = rng.integers(0, WINDOW_SAMPLES, sensor["glitches"])
         signal[where] = rng.uniform(0, 10, where.size).astype(np.float32)
-    series = np.clip(np.rint(signal), 0, ADC_MAX).astype(np.int16)
+    np.rint(signal, out=signal)
+    np.clip(signal, 0, ADC_MAX, out=signal)
+    series = signal.astype(np.int16)
 
     # Image: the same events, at the magnitude the series shows, above the detection threshold.
     shown = series.reshape(-1)[index].astype(np.float64) - sensor["baseline"]
