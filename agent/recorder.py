@@ -122,13 +122,18 @@ class RecordSession:
     def __init__(self, broker: BrokerUrl, out: Path, *, sensors: list[str] | None = None,
                  topics: wire.Topics | None = None, overwrite: bool = False, ca_file: Path | None = None) -> None:
         self.topics = topics or wire.Topics()
-        self.writer = RecordingWriter(out, overwrite=overwrite)
-        self.recorder = Recorder(self.writer, set(sensors) if sensors else None, self.topics)
         self.intake = Intake(max_messages=10_000, max_bytes=256 * 1024 * 1024)
         self.subscribed = threading.Event()
         filters = ([self.topics.for_sensor(kind, s) for s in sensors for kind in ("pd", "prpd")] if sensors
                    else self.topics.subscriptions())
-        self._client = connect_client(broker, new_client_id("mad-record"), ca_file)
+        self._client = connect_client(broker, new_client_id("mad-record"), ca_file)  # no file left if this fails
+        try:
+            self.writer = RecordingWriter(out, overwrite=overwrite)
+        except BaseException:
+            self._client.disconnect()
+            self._client.loop_stop()
+            raise
+        self.recorder = Recorder(self.writer, set(sensors) if sensors else None, self.topics)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_: self.subscribed.set()
         self._client.subscribe([(topic, 1) for topic in filters])

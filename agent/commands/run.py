@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         service = AgentService(settings, classifier)
         service.start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ConfigError) as exc:  # state dir, metrics port, password file
         return _fail(str(exc))
     while not stop.wait(HEALTH_CHECK_S):
         if not service.alive:
