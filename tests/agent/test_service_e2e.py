@@ -131,9 +131,10 @@ def payloads(subscriber, topic: str) -> list[bytes]:
 
 def test_alarms_states_stats_and_stale_reach_an_independent_subscriber(
         mqtt_broker, tmp_path, service_factory, subscriber_factory, publisher_factory, until):
-    settings = agent_settings(tmp_path, mqtt_broker, alarms={"stale_after_s": 1.0, "offline_after_s": 2.0})
+    settings = agent_settings(tmp_path, mqtt_broker, alarms={"stale_after_s": 1.0, "offline_after_s": 2.0},
+                              mqtt={"ha_discovery": True}, limits={"sensors": {"known-1": {}}})
     service = service_factory(settings, always(VOID))
-    watcher = subscriber_factory(mqtt_broker, ["mad/alarms/#", "mad/state/#", "mad/agent/e2e/#"])
+    watcher = subscriber_factory(mqtt_broker, ["mad/alarms/#", "mad/state/#", "mad/agent/e2e/#", "homeassistant/#"])
     publisher_factory(mqtt_broker).send(messages(sensors=2, windows=2))
 
     until(lambda: len(alarms(watcher)) == 2, 20, "one alarm per sensor")
@@ -152,6 +153,9 @@ def test_alarms_states_stats_and_stale_reach_an_independent_subscriber(
     assert 'mad_alarms_total{kind="new",sensor="sensor-1"} 1.0' in metrics
     assert "mad_inference_latency_seconds_count" in metrics and "mad_broker_connected 1.0" in metrics
 
+    discovered = {m.topic for m in list(watcher.messages) if m.topic.startswith("homeassistant/")}
+    assert {"homeassistant/sensor/mad_e2e_known-1/state/config",  # listed sensor: announced at start
+            "homeassistant/sensor/mad_e2e_sensor-0/state/config"} <= discovered  # others on first data
     late = subscriber_factory(mqtt_broker, ["mad/state/#", "mad/agent/e2e/status"])  # retained values
     until(lambda: late.on("mad/state/sensor-1") == [b"offline"] and late.on("mad/agent/e2e/status") == [b"online"],
           5, "retained state and status for a late subscriber")
