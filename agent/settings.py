@@ -53,7 +53,10 @@ class ModelSection(Section):
     batch_max: int = Field(8, ge=1, le=256)
     max_wait_s: NonNegativeSeconds = 0.5
     # Batches waiting for the inference worker; when full the newest batch is dropped and counted.
-    queue_batches: int = Field(4, ge=1, le=1024)
+    # Every sensor's window closes within the same second (windows are epoch-aligned), so this must
+    # hold a burst of (sensors / batch_max) batches: 32 x 8 = 256 sensors (bench/agent_load.py: the
+    # old default of 4 dropped windows at 50 sensors). Memory: about 0.8 MB per queued window.
+    queue_batches: int = Field(32, ge=1, le=1024)
     # "thread": inference on a worker thread (live). "inline": inside the caller (deterministic replay).
     inference_mode: Literal["thread", "inline"] = "thread"
 

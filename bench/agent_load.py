@@ -102,11 +102,13 @@ class AlarmWatch:
         self.client.loop_stop()
 
 
-def run_step(k: int, windows: int, port: int, classifier: Classifier, workdir: Path, schedule: Path) -> dict:
+def run_step(k: int, windows: int, port: int, classifier: Classifier, workdir: Path, model_section: dict) -> dict:
     state = workdir / f"state-{k}"
+    schedule = workdir / f"schedule-{k}.json"  # every sensor has a defect, so alarms flow
+    schedule.write_text(json.dumps({str(s): [{"from_min": 0, "label": "Void", "intensity": 1.0}] for s in range(k)}))
     settings = load_settings(None, agent={"id": f"bench-{k}", "state_dir": str(state), "stats_interval_s": 5.0},
                              mqtt={"host": "127.0.0.1", "port": port}, metrics={"port": 0},
-                             limits={"intake_queue": 100_000})
+                             limits={"intake_queue": 100_000}, model=model_section)
     results: list[tuple[str, int, float]] = []
     lock = threading.Lock()
 
@@ -134,6 +136,10 @@ def run_step(k: int, windows: int, port: int, classifier: Classifier, workdir: P
             max_batch = max(max_batch, service.pipeline.batcher.pending_count())
             bar.update(1)
     sim_log = sim.stderr.read() if sim.stderr else ""
+    if sim.returncode != 0:
+        service.stop(ack_timeout_s=0.0)
+        watch.close()
+        raise RuntimeError(f"simulator failed ({sim.returncode}): {sim_log[-2000:]}")
     stream_end_ns = time.time_ns()
     # Every window whose end (+3 s for the watermark) lies inside the stream should be decided.
     first_full = -(-(started_ns + 5_000_000_000) // 20_000_000_000) * 20_000_000_000  # 5 s: simulator start-up
@@ -174,6 +180,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="10,30,50", help="sensor counts to try, ascending")
     parser.add_argument("--windows", type=int, default=3, help="full 20 s windows per step")
+    parser.add_argument("--queue-batches", type=int, help="model.queue_batches (default: the agent's default)")
+    parser.add_argument("--batch-max", type=int, help="model.batch_max (default: the agent's default)")
     parser.add_argument("--model", type=Path, help="default: models/mad_small.safetensors, else untrained mad_small")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
@@ -181,17 +189,17 @@ def main() -> int:
         parser.error("--steps must be positive integers and --windows >= 1")
     workdir = Path(tempfile.mkdtemp(prefix="mad-agent-load-"))
     broker, port = start_mosquitto(workdir)
-    schedule = workdir / "schedule.json"
-    schedule.write_text(json.dumps({str(s): [{"from_min": 0, "label": "Void", "intensity": 1.0}]
-                                    for s in range(max(steps))}))
     try:
         classifier, model_desc = classifier_for(args.model, workdir)
         load = os.getloadavg()
         print(f"model: {model_desc}; torch threads: {__import__('torch').get_num_threads()}; "
               f"cpus: {os.cpu_count()}; load average before: {load[0]:.1f}")
+        model_section = {key: value for key, value in (("queue_batches", args.queue_batches),
+                                                       ("batch_max", args.batch_max)) if value is not None}
+        print(f"model settings: {load_settings(None, model=model_section).model}")
         rows = []
         for k in steps:
-            row = run_step(k, args.windows, port, classifier, workdir, schedule)
+            row = run_step(k, args.windows, port, classifier, workdir, model_section)
             row["load"] = os.getloadavg()[0]
             rows.append(row)
             print(f"K={k:>4}  windows {row['decided']}/{row['expected']}  held={'yes' if row['held'] else 'NO '}  "
