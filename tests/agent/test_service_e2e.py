@@ -189,7 +189,7 @@ def test_shipped_model_alarms_on_a_void_sensor_and_not_on_a_normal_one(
 def test_alarms_decided_during_a_broker_outage_arrive_once_as_historical(
         broker_factory, tmp_path, service_factory, subscriber_factory, publisher_factory, until):
     broker = broker_factory(persistence=True)
-    settings = agent_settings(tmp_path, broker, windowing={"idle_close_s": 3.0})
+    settings = agent_settings(tmp_path, broker, windowing={"idle_close_s": 4.0})
     service = service_factory(settings, always(VOID))
     watcher = subscriber_factory(broker, ["mad/alarms/#"], client_id="outage-watcher-e2e")
     sensors = publisher_factory(broker)
@@ -240,7 +240,7 @@ def test_fuzzed_payloads_are_counted_and_good_sensors_keep_working(
         before = seen()
         fuzzer.send([type("M", (), {"topic": f"mad/sensors/{sensor}/{kind}", "payload": body})()])
         sent["n"] += 1
-        until(lambda: seen() == before + 1, 5, "the fuzzed message accounted for")
+        until(lambda: seen() > before, 5, "the fuzzed message accounted for")
 
     fuzz()
     assert service.alive and sum(service.rejections.counts.values()) >= sent["n"] * 0.8
