@@ -5,7 +5,7 @@ ends, one PRPD frame (PNG) rendered by the generator for that window. Faults fol
 JSON as `mad-train synth-recording` (its parser is reused). Event time starts at a window boundary
 and runs `speed` times faster than the wall clock; the agent's core only uses event time.
 
-Windows come from `mad.data.synthetic.generate_stream_segment` (about 6-10 ms each plus ~40 ms of PNG
+Windows come from `mad.data.synthetic.generate_stream_segment` (about 4 ms each plus 8-40 ms of PNG
 encoding), or, with `pool=N`, from N windows per class generated once and cycled: one process can
 then feed hundreds of sensors, at the price of repeating data (fine for load, not for accuracy).
 """
