@@ -8,7 +8,6 @@ model or state directory cannot be used (one line naming the problem).
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -35,12 +34,6 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _configure_stdlib_logging(level: str) -> None:
-    # transport/outbox/service log through `logging`; structlog (the core) writes its own lines.
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def run(args: argparse.Namespace) -> int:
     config = args.config
     if config is None and DEFAULT_CONFIG_PATH.exists():
@@ -50,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"{exc.source}: " + "; ".join(exc.problems))
     configure_logging(settings.logging.format, settings.logging.level, stream=sys.stderr)
-    _configure_stdlib_logging(settings.logging.level)
     model_path = resolve_model_path(settings, args.model)
     try:
         classifier = load_classifier(model_path, settings.model.device)

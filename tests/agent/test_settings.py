@@ -113,3 +113,22 @@ def test_logging_json_lines_and_rate_limit():
     assert lines[0]["level"] == "warning" and "timestamp" in lines[0]
     with pytest.raises(ValueError, match=r"logging\.level"):
         configure_logging("json", "loud")
+
+
+def test_stdlib_logging_lines_share_the_json_format():
+    """The transport and service log through `logging`: their lines must be JSON like the core's."""
+    import io
+    import json as jsonlib
+    import logging
+
+    from agent.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    configure_logging("json", "info", stream=stream)  # configuring twice must not double the lines
+    logging.getLogger("agent.transport").warning("broker %s unreachable", "127.0.0.1:1883")
+    logging.getLogger("agent.transport").debug("below the level: not written")
+    lines = [jsonlib.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["event"] == "broker 127.0.0.1:1883 unreachable"
+    assert lines[0]["level"] == "warning" and lines[0]["logger"] == "agent.transport" and "timestamp" in lines[0]
