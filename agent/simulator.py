@@ -27,8 +27,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import wire
 from mad.constants import DEFAULT_POWER_FREQ_HZ, SAMPLE_RATE_HZ, WINDOW_SECONDS
+from mad.data.schedule import ScheduleError, default_schedule, parse_schedule, sensor_steps, state_at
 from mad.data.synthetic import PRESETS, generate_stream_segment
-from train.commands.synth_recording import _state_at, _validate_schedule, default_schedule
 
 WINDOW_NS = WINDOW_SECONDS * 1_000_000_000
 POOL_INTENSITY = 0.8  # pooled windows ignore the schedule's intensity ramp
@@ -106,10 +106,10 @@ def connect_client(broker: BrokerUrl, client_id: str, ca_file: Path | None = Non
 def load_schedule(raw: object | None, sensors: int, duration_s: float) -> dict[int, list[dict]]:
     """The synth-recording schedule ({sensor index: [{from_min, label, intensity?, to_intensity?}]})."""
     if raw is None:
-        raw = default_schedule(sensors, duration_s / 60)
+        raw = default_schedule(sensors)
     try:
-        return _validate_schedule(raw, sensors)
-    except SystemExit as exc:  # synth-recording's parser reports by SystemExit(message)
+        return parse_schedule(raw, sensors)
+    except ScheduleError as exc:
         raise SimulationError(str(exc)) from None
 
 
@@ -224,7 +224,7 @@ def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Me
     for w in range(config.windows):
         windows = []
         for s in range(config.sensors):
-            label, intensity = _state_at(config.schedule.get(s, [{"from_min": 0, "label": "Normal"}]),
+            label, intensity = state_at(sensor_steps(config.schedule, s),
                                          w * WINDOW_SECONDS / 60, end_minute)
             windows.append(source.window(s, w, label, intensity))
         window_start_ns = config.first_window_ns + w * WINDOW_NS
