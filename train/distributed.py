@@ -7,6 +7,7 @@ averaging the update equals the single-process one on the whole batch.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 
@@ -58,6 +59,11 @@ def init_distributed(requested_device: str = "auto") -> DistContext:
 
 def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
+        # A DistributedDataParallel left for interpreter exit (reference cycles) outlives the process group
+        # and gloo aborts the rank ("terminate called without an active exception"): collect it first, and
+        # let no rank tear down while its peer is still inside a collective.
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -50,14 +50,18 @@ def _gradient_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     from train.distributed import gather_with_grad, init_distributed, shutdown_distributed
 
     init_distributed("cpu")
-    x, labels = _batch()
-    part = slice(rank * 4, (rank + 1) * 4)
-    net = DistributedDataParallel(_net())
-    loss = _supcon(net, x[part], labels[part], gather_with_grad)
-    loss.backward()
-    grads = {name: p.grad.tolist() for name, p in net.module.named_parameters()}
+
+    def step() -> dict:  # the DDP wrapper must be gone before the process group is torn down
+        x, labels = _batch()
+        part = slice(rank * 4, (rank + 1) * 4)
+        net = DistributedDataParallel(_net())
+        loss = _supcon(net, x[part], labels[part], gather_with_grad)
+        loss.backward()
+        return {"loss": loss.item(), "grads": {name: p.grad.tolist() for name, p in net.module.named_parameters()}}
+
+    result = step()
     with open(os.path.join(out_dir, f"grad_{rank}.json"), "w") as handle:
-        json.dump({"loss": loss.item(), "grads": grads}, handle)
+        json.dump(result, handle)
     shutdown_distributed()
 
 
