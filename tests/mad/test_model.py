@@ -266,3 +266,13 @@ def test_dense_model_traces_for_export_and_generalises_over_batch(tiny):
     with torch.inference_mode():
         assert torch.allclose(traced(_images(3, seed=1), _signals(3, seed=1)),
                               tiny(_images(3, seed=1), _signals(3, seed=1)), atol=1e-5)
+
+
+def test_empty_prpd_background_embeds_to_the_bias_alone():
+    """Black (empty) PRPD cells must be zero input: otherwise the constant background swamps the
+    discharge pattern in every token and the model stays at chance for hundreds of steps."""
+    model = build_model("mad_tiny", seed=0)
+    black = torch.zeros(2, 256, 256, 3, dtype=torch.uint8)
+    with torch.no_grad():
+        tokens = model.image_tokenizer.proj(model.image_preprocess(black)).flatten(2).transpose(1, 2)
+    assert torch.allclose(tokens, model.image_tokenizer.proj.bias.expand_as(tokens))
