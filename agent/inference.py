@@ -161,9 +161,13 @@ def load_tensorrt(path: Path, device: str) -> Classifier:
     raise ClassifierError(f"{path}: TensorRT engines are not supported by this build yet; use .safetensors or .pt")
 
 
-def load_classifier(path: Path | str, device: str = "cpu") -> Classifier:
-    """Pick the backend by suffix; raise ClassifierError naming the file when it cannot be used."""
+def load_classifier(path: Path | str, device: str = "cpu", threads: int = 0) -> Classifier:
+    """Pick the backend by suffix; raise ClassifierError naming the file when it cannot be used.
+
+    threads > 0 sets torch's intra-op thread count for CPU inference (process-wide)."""
     path = Path(path)
+    if threads > 0:
+        torch.set_num_threads(threads)
     suffix = path.suffix.lower()
     if suffix == ".engine":
         return load_tensorrt(path, device)

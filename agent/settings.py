@@ -59,6 +59,9 @@ class ModelSection(Section):
     queue_batches: int = Field(32, ge=1, le=1024)
     # "thread": inference on a worker thread (live). "inline": inside the caller (deterministic replay).
     inference_mode: Literal["thread", "inline"] = "thread"
+    # Torch intra-op threads for CPU inference; 0 keeps torch's default (one per core). Set it to
+    # the cores the agent really owns: on a shared 2-core box two threads ran 5-10x slower than one.
+    threads: int = Field(0, ge=0, le=256)
 
 
 class WindowingSection(Section):

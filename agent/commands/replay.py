@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"mad-agent replay: warning: skipping broken sensor: {problem}", file=sys.stderr)
         model_path = resolve_model_path(settings, args.model)
         try:
-            classifier = load_classifier(model_path, settings.model.device)
+            classifier = load_classifier(model_path, settings.model.device, settings.model.threads)
         except (ClassifierError, CheckpointError) as exc:
             return _fail(f"model: {exc}")
         try:

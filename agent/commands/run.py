@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.format, settings.logging.level, stream=sys.stderr)
     model_path = resolve_model_path(settings, args.model)
     try:
-        classifier = load_classifier(model_path, settings.model.device)
+        classifier = load_classifier(model_path, settings.model.device, settings.model.threads)
     except (ClassifierError, CheckpointError, OSError) as exc:
         return _fail(f"model {model_path}: {exc}")
 

@@ -135,3 +135,16 @@ def test_cuda_requested_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ClassifierError, match="no CUDA device"):
         TorchClassifier(MeanModel(), name="m", version="1", device="cuda")
+
+
+def test_load_classifier_sets_torch_threads_when_asked(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"x")
+    before = torch.get_num_threads()
+    wanted = 3 if before != 3 else 2
+    try:
+        with pytest.raises(ClassifierError):
+            load_classifier(path, threads=wanted)  # the thread setting applies before the suffix check
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

@@ -1,1 +1,0 @@
-"""`make demo` until the agent's replay lands: one synthetic window through MAD_small."""
