@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: replay runs on headless substation hosts and in CI
-
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch
 
@@ -17,6 +12,7 @@ from agent.core.clock import NS_PER_S
 from agent.core.events import AlarmEvent
 from agent.core.pipeline import WindowResult
 from mad.constants import CLASS_NAMES
+from mad.plotting import plt, save_figure
 
 CLASS_COLOURS = {"Normal": "#9ecae1", "Noise": "#bdbdbd", "Surface": "#fdae6b", "Corona": "#a1d99b", "Void": "#e6550d"}
 EVENT_STYLE = {"new": ("#b30000", "^", "raise"), "update": ("#ff7f00", "D", "update"), "end": ("#006d2c", "v", "clear")}
@@ -82,8 +78,5 @@ def plot_timeline(
     ]
     fig.suptitle((title or "Replay: class probabilities per window, alarms, truth") + note, fontsize=10)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, rect=(0, 0.05, 1, 1))
     return path

@@ -6,13 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
+from mad.plotting import plt, save_figure
 from train.metrics import ClassificationReport, calibration_bins, roc_curve
 
 MODALITY_MARKERS = {0: ("o", "image"), 1: ("^", "signal")}
@@ -30,9 +27,7 @@ def plot_confusion(report: ClassificationReport, path: Path) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"Confusion matrix (n={report.n}; colour = row fraction)")
     fig.colorbar(shown, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_roc(y_true: np.ndarray, probs: np.ndarray, report: ClassificationReport, path: Path) -> None:
@@ -47,9 +42,7 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, report: ClassificationReport
     ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC one-vs-rest (macro AUC {report.macro_auc:.3f})")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_reliability(y_true: np.ndarray, probs: np.ndarray, report: ClassificationReport, path: Path,
@@ -67,9 +60,7 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, report: Classificati
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability ({n_bins} bins), ECE {report.ece:.4f}")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_latent(latent: dict[str, np.ndarray], class_names: list[str], path: Path) -> None:
@@ -89,9 +80,7 @@ def plot_latent(latent: dict[str, np.ndarray], class_names: list[str], path: Pat
         ax.set_ylabel("PC 2")
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)
-    fig.tight_layout(rect=(0, 0, 0.84, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, rect=(0, 0, 0.84, 1))
 
 
 def _table(report: ClassificationReport) -> str:

@@ -177,7 +177,7 @@ def test_truncated_file_is_a_format_error(two_sensors: Path):
 
 @pytest.fixture
 def with_double(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_command, "load_classifier", lambda path, device: double())
+    monkeypatch.setattr(replay_command, "load_classifier", lambda path, device, threads=0: double())
 
 
 def test_cli_json_lines_out_file_and_plot(two_sensors: Path, tmp_path: Path, with_double, capsys):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from mad.constants import CLASS_NAMES, SAMPLE_RATE_HZ
 from mad.data.synthetic import PRESETS, generate_window
+from mad.plotting import plt, save_figure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +35,7 @@ def _gallery(out: Path, seed: int, per_cell: int) -> Path:
                 if col_p == 0 and k == 0:
                     ax.set_ylabel(name, fontsize=10)
     fig.suptitle("Synthetic PRPD (x: phase deg, y: magnitude, per-window scale)", fontsize=11)
-    fig.tight_layout()
-    path = out / "prpd_gallery.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    path = save_figure(fig, out / "prpd_gallery.png", dpi=80)
     return path
 
 
@@ -59,10 +53,7 @@ def _series(out: Path, seed: int) -> Path:
     axes[0, 1].set_title("first 100 ms")
     axes[-1, 0].set_xlabel("time (s)")
     axes[-1, 1].set_xlabel("time (ms)")
-    fig.tight_layout()
-    path = out / "series_snippets.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    path = save_figure(fig, out / "series_snippets.png", dpi=80)
     return path
 
 
