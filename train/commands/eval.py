@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test split of the spec as fit made it (default), or every window of it")
     parser.add_argument("--n", type=int, default=None, help="synth: windows to generate (default: data.synth_test "
                                                             "of the checkpoint's training config)")
+    parser.add_argument("--test-seed", type=int, default=None,
+                        help="synth: generate the test windows from this seed instead of the one fit held out "
+                             "(a fresh test set; refused if it is the training seed)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--latent-windows", type=int, default=300, help="windows in the latent-space figure")
@@ -49,6 +52,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"mad-train eval: {exc}")
         return 2
     dataset = splits.test if args.split == "test" else ConcatDataset([splits.train, splits.val, splits.test])
+    if args.test_seed is not None:
+        if not args.data.startswith("synth:") or args.split != "test":
+            print(f"mad-train eval: --test-seed needs a synth:<preset> spec and --split test (got {args.data!r}, "
+                  f"--split {args.split})")
+            return 2
+        if args.test_seed == config.synth_seed:
+            print(f"mad-train eval: --test-seed {args.test_seed} is the training seed (data.synth_seed)")
+            return 2
+        from mad.data.datasets import SyntheticDataset
+
+        dataset = SyntheticDataset(args.data.removeprefix("synth:"), args.test_seed, config.synth_test,
+                                   power_freq_hz=config.power_freq_hz)
     class_names = model.mad_meta["class_names"]
     variants = ["both"]
     if args.single_modality and model.config.use_image and model.config.use_signal:
