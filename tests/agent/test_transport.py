@@ -206,3 +206,33 @@ def test_tls_with_client_certificate(broker_factory, tmp_path, until) -> None:
         assert not no_client_cert.wait_connected(1.0)  # the broker requires a client certificate
     finally:
         no_client_cert.stop(timeout_s=0.5)
+
+
+def test_username_password_against_a_broker_that_requires_them(broker_factory, tmp_path, caplog) -> None:
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd (Debian package mosquitto) is not installed")
+    password_file = tmp_path / "passwd"
+    subprocess.run([passwd, "-c", "-b", str(password_file), "edge", "s3cret-pw"], check=True, capture_output=True)
+    password_file.chmod(0o600)
+    broker = broker_factory(tls={"allow_anonymous": "false", "password_file": str(password_file)})
+
+    def transport(agent_id: str, password: str) -> MqttTransport:
+        config = TransportConfig(agent_id=agent_id, host=broker.host, port=broker.port, reconnect_min_s=0.1,
+                                 reconnect_max_s=0.2, username="edge", password=password)
+        assert "s3cret-pw" not in repr(config)  # the password never reaches a log line through the config
+        return MqttTransport(config, Intake(), Outbox(tmp_path / f"{agent_id}.db"))
+
+    good = transport("edge1", "s3cret-pw")
+    good.start()
+    try:
+        assert good.wait_subscribed(10), "connection with the right password failed"
+    finally:
+        good.stop(timeout_s=1)
+    bad = transport("edge2", "wrong")
+    bad.start()
+    try:
+        assert not bad.wait_connected(1.0)  # refused: not authorised
+    finally:
+        bad.stop(timeout_s=0.5)
+    assert "s3cret-pw" not in caplog.text
