@@ -228,6 +228,7 @@ def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Me
                                          w * WINDOW_SECONDS / 60, end_minute)
             windows.append(source.window(s, w, label, intensity))
         window_start_ns = config.first_window_ns + w * WINDOW_NS
+        due_s = None  # when this window's last sent chunk leaves; None while none of it was sent
         for c in range(per_window):
             t0_ns = window_start_ns + c * chunk_ns
             elapsed_ns = t0_ns - first_ns
@@ -241,6 +242,8 @@ def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Me
                 payload = wire.encode_pd_chunk(seq, t0_ns, samples, SAMPLE_RATE_HZ, config.power_freq_hz)
                 yield Message(due_s, config.topics.for_sensor("pd", config.sensor_id(s)), payload)
             seq += 1
+        if due_s is None:
+            continue  # the stream started in this window's last chunk: none of it went out, so no frame
         for s, window in enumerate(windows):
             yield Message(due_s, config.topics.for_sensor("prpd", config.sensor_id(s)),
                           wire.encode_prpd_frame(window_start_ns, window.png))

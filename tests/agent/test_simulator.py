@@ -89,6 +89,15 @@ def test_a_stream_started_mid_window_skips_the_earlier_chunks():
     assert [f.window_start_ns for f in frames] == [START_NS]
 
 
+def test_a_stream_started_in_the_last_chunk_of_a_window_sends_no_frame_for_it():
+    # 19.5 s into a window with 1 s chunks: the window's every chunk is skipped, so is its frame
+    messages = list(plan_messages(config(sensors=1, duration_s=5.0, start_ns=START_NS + 19_500_000_000),
+                                  WindowSource("easy", 0, 60.0, pool=1)))
+    chunks = [wire.decode_message(m.topic, m.payload) for m in messages if m.payload[:4] == wire.PD_MAGIC]
+    assert [c.t0_ns - START_NS for c in chunks] == [k * 10**9 for k in range(20, 25)]
+    assert not [m for m in messages if m.payload[:4] == wire.PRPD_MAGIC]
+
+
 def test_pool_cycles_a_few_windows_per_class():
     source = WindowSource("easy", 0, 60.0, pool=2)
     a = [source.window(s, w, 4, 0.5) for s in range(3) for w in range(3)]
