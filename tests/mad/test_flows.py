@@ -30,7 +30,9 @@ FLOWS = {
 @pytest.mark.parametrize("kind", FLOWS)
 def test_inverse_reconstructs_input_with_random_weights(kind):
     flow = _randomise(FLOWS[kind]())
-    x = torch.randn(4, TOKENS, DIM)
+    # A seeded input: drawn from the global RNG the test depended on test order, and over 50 draws the
+    # signal flow's fp32 round-off reached 7.5e-5 (scales up to e^2 per coupling compound over 5).
+    x = torch.randn(4, TOKENS, DIM, generator=torch.Generator().manual_seed(0))
     z, _ = flow(x)
     assert (z - x).abs().max() > 0.1  # the flow is far from the identity
     assert (flow.inverse(z) - x).abs().max() < 1e-4
