@@ -2,6 +2,7 @@
 
 Run layout under `out_dir`:
   metrics.csv                     one row per epoch and stage
+  tensorboard/                    the same figures plus the per-step loss (with tensorboard=True)
   data.json                       split sizes and class balance
   stages/<name>_<stage>_best.*    best weights of each stage (safetensors + sidecar)
   state/                          last epoch's resumable state (see train/checkpoint.py)
@@ -115,11 +116,26 @@ class StageObjective(nn.Module):
         return loss, {"main": main.detach(), "flow_nll": flow.detach(), "moe": moe.detach()}
 
 
+class MissingExtraError(RuntimeError):
+    """An option needs an optional package that is not installed; the message says which extra."""
+
+
+def open_tensorboard(log_dir: Path) -> Any:
+    """A SummaryWriter, or a clear error when the optional `tensorboard` package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch raises this when the tensorboard package is absent
+        raise MissingExtraError("--tensorboard needs the tensorboard package: "
+                                "pip install 'mad-pd[tensorboard]'") from exc
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, splits: DataSplits, out_dir: Path, ctx: DistContext,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, tb_writer: Any = None) -> None:
         self.config, self.splits, self.out_dir, self.ctx = config, splits, out_dir, ctx
         self.show_progress = show_progress and ctx.is_main
+        self.tb = tb_writer  # rank 0 only (None elsewhere and without --tensorboard)
         self.model = build_model(config.model, seed=config.seed).to(ctx.device)
         self.both_modalities = bool(self.model.config.use_image and self.model.config.use_signal)
         self.stage_progress: dict[str, dict[str, Any]] = {}
@@ -179,6 +195,11 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({key: row.get(key, "") for key in CSV_FIELDS})
+        if self.tb is not None:
+            stage, step = row["stage"], int(row["step"])
+            for key in CSV_FIELDS[3:]:
+                self.tb.add_scalar(f"{stage}/{key}", float(row[key]), step)
+            self.tb.flush()
 
     def _save_best(self, stage: str, val: dict[str, float], epoch: int) -> None:
         if self.ctx.is_main:
@@ -257,6 +278,8 @@ class Trainer:
                 for key in ("main", "flow_nll", "moe"):
                     sums[key] += float(parts[key])
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}", best_f1=f"{progress['best']:.3f}")
+                if self.tb is not None:
+                    self.tb.add_scalar(f"{stage}/step_loss", float(loss.detach()), progress["step"])
             if not math.isfinite(sums["loss"]):
                 raise FloatingPointError(f"{stage} epoch {epoch + 1}: training loss is not finite; lower the lr")
             seconds = time.perf_counter() - started
@@ -294,21 +317,25 @@ def new_stage_progress() -> dict[str, Any]:
 
 def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = None, device: str = "auto",
         resume: str | Path | None = None, stop_after_epochs: int | None = None, show_progress: bool = True,
-        splits: DataSplits | None = None) -> FitResult:
+        splits: DataSplits | None = None, tensorboard: bool = False) -> FitResult:
     """Train per `config` into `out_dir` (or continue the run in `resume`); see the module docstring.
 
     `stop_after_epochs` ends this invocation after that many epochs (all stages together), leaving a
-    state that `resume` continues; `splits` skips opening `data_spec` (tests, notebooks).
+    state that `resume` continues; `splits` skips opening `data_spec` (tests, notebooks);
+    `tensorboard` also writes the metrics as TensorBoard events under `out_dir/tensorboard`.
     """
     ctx = init_distributed(device)
     out_dir = Path(resume) if resume is not None else Path(out_dir)
     if ctx.is_main:
         (out_dir / "stages").mkdir(parents=True, exist_ok=True)
+    # Opened before the data so a missing package fails at once; only rank 0 writes, and a resumed
+    # run appends to the same folder (TensorBoard orders the points by step).
+    tb_writer = open_tensorboard(out_dir / "tensorboard") if tensorboard and ctx.is_main else None
     seed_everything(config.seed)
     spec = data_spec or config.data.spec
     if splits is None:
         splits = open_datasets(spec, config.data, config.seed)
-    trainer = Trainer(config, splits, out_dir, ctx, show_progress)
+    trainer = Trainer(config, splits, out_dir, ctx, show_progress, tb_writer)
     if ctx.is_main:
         (out_dir / "train_config.json").write_text(json.dumps(config_to_dict(config), indent=2), encoding="utf-8")
         (out_dir / "data.json").write_text(json.dumps(splits.summary(), indent=2), encoding="utf-8")
@@ -360,5 +387,10 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
                    "seed": config.seed, "stages": list(config.stages), "best_val_macro_f1": result.best_val,
                    "metrics": {"test": {k: report[k] for k in ("n", "accuracy", "macro_f1", "macro_auc", "ece")}}})
         (out_dir / "test_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        if trainer.tb is not None:
+            for key in ("accuracy", "macro_f1", "macro_auc", "ece"):
+                trainer.tb.add_scalar(f"test/{key}", float(report[key]), 0)
+    if trainer.tb is not None:
+        trainer.tb.close()
     barrier()
     return result

@@ -138,3 +138,38 @@ def test_fit_runs_on_cuda_with_bf16_autocast(tmp_path, easy_splits):
     result = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cuda", splits=easy_splits,
                  show_progress=False)
     assert result.completed and np.isfinite(result.test_metrics["accuracy"])
+
+
+def test_tensorboard_events_hold_the_csv_figures(tmp_path, small_splits):
+    pytest.importorskip("tensorboard", reason="the optional tensorboard package is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    fit(_config(stages=["ce"], ce={"epochs": 2}), tmp_path, device="cpu", splits=small_splits,
+        show_progress=False, tensorboard=True)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    rows = _rows(tmp_path / "metrics.csv")
+    f1 = events.Scalars("ce/val_macro_f1")
+    assert [e.step for e in f1] == [int(r["step"]) for r in rows]
+    assert [e.value for e in f1] == pytest.approx([float(r["val_macro_f1"]) for r in rows], abs=1e-4)
+    assert len(events.Scalars("ce/step_loss")) == int(rows[-1]["step"])  # one point per optimizer step
+    assert "test/macro_f1" in events.Tags()["scalars"]
+
+
+def test_tensorboard_without_the_package_fails_before_training(tmp_path, small_splits, monkeypatch):
+    import builtins
+
+    from train.fit import MissingExtraError
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(MissingExtraError, match=r"mad-pd\[tensorboard\]"):
+        fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cpu", splits=small_splits,
+            show_progress=False, tensorboard=True)
+    assert not (tmp_path / "metrics.csv").exists()  # nothing trained

@@ -27,11 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="supcon,ce (default, from the config) or ce (CE-only ablation)")
     parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                         help="stop this invocation after N epochs (continue later with --resume)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard events to <out>/tensorboard (needs mad-pd[tensorboard])")
 
 
 def run(args: argparse.Namespace) -> int:
     from train.distributed import shutdown_distributed
-    from train.fit import fit
+    from train.fit import MissingExtraError, fit
 
     try:
         config = load_config(args.config)
@@ -41,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--stop-after-epochs must be >= 1, got {args.stop_after_epochs}")
         out = args.out or f"runs/{config.name}"
         result = fit(config, out, data_spec=args.data, device=args.device, resume=args.resume,
-                     stop_after_epochs=args.stop_after_epochs)
-    except (ConfigError, DataSpecError, FileNotFoundError) as exc:
+                     stop_after_epochs=args.stop_after_epochs, tensorboard=args.tensorboard)
+    except (ConfigError, DataSpecError, FileNotFoundError, MissingExtraError) as exc:
         print(f"mad-train fit: {exc}")
         return 2
     finally:
