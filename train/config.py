@@ -26,6 +26,10 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, gt=0, lt=1)  # carved from train, stratified by class
     materialise: bool = False  # load every window into memory once (synthetic generation is CPU work)
     num_workers: int = Field(0, ge=0)
+    # Windows per training epoch: each epoch takes this many from its own seeded shuffle of the whole
+    # train split, so a large on-the-fly synthetic split gives mostly unseen windows every epoch
+    # while validation and checkpoints still come at a steady pace. None: the whole split per epoch.
+    train_windows_per_epoch: int | None = Field(None, ge=1)
 
 
 class AugmentConfig(_Strict):
@@ -74,6 +78,10 @@ class OptimConfig(_Strict):
 class TrainConfig(_Strict):
     name: str = "mad_tiny"  # artefact name: <out>/<name>.safetensors + <name>.json
     model: str | dict[str, Any] = "mad_tiny"  # preset name or a full MADConfig dict
+    # Start from these weights (a mad-train checkpoint: .safetensors with its .json sidecar, sha256
+    # checked) instead of a fresh init: fine-tuning, e.g. the shipped synthetic model on AI Hub data.
+    # Its model_config must equal `model`'s. --init-from overrides.
+    init_from: str | None = None
     seed: int = 42
     stages: tuple[Literal["supcon", "ce"], ...] = ("supcon", "ce")
     data: DataConfig = DataConfig()

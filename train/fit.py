@@ -16,6 +16,7 @@ resumed run continues exactly where an uninterrupted one would be.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -114,6 +115,25 @@ class StageObjective(nn.Module):
         flow = aux["flow_nll"].float()
         loss = main + self.stage_config.flow_nll_weight * flow + moe
         return loss, {"main": main.detach(), "flow_nll": flow.detach(), "moe": moe.detach()}
+
+
+def load_init_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint's verified weights into `model` (same architecture); -> its provenance."""
+    from safetensors.torch import load_file
+
+    from mad.runtime.loading import CheckpointError, read_sidecar, verify_weights
+
+    meta = read_sidecar(path)
+    weights = verify_weights(path, meta)
+    theirs, ours = meta.get("model_config"), dataclasses.asdict(model.config)
+    if theirs != ours:
+        diff = sorted(k for k in set(theirs or {}) | set(ours) if (theirs or {}).get(k) != ours.get(k))
+        raise CheckpointError(f"init_from {path}: its model_config differs from this run's model in {diff}")
+    if meta["class_names"] != list(CLASS_NAMES):
+        raise CheckpointError(f"init_from {path}: class_names {meta['class_names']} differ from {list(CLASS_NAMES)}")
+    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    return {"path": str(path), "name": meta.get("name"), "model_version": meta.get("model_version"),
+            "weights_sha256": meta["weights_sha256"]}
 
 
 class MissingExtraError(RuntimeError):
@@ -240,6 +260,9 @@ class Trainer:
         sampler = DistributedSampler(range(len(self.splits.train)), num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=True, seed=self.config.seed, drop_last=True)
         local_n = len(sampler)
+        per_epoch = self.config.data.train_windows_per_epoch
+        if per_epoch is not None:  # the first per_epoch of each epoch's shuffle (see DataConfig)
+            local_n = min(local_n, max(1, per_epoch // ctx.world_size))
         batch_size = min(sc.batch_size, local_n)
         steps_per_epoch = max(1, local_n // batch_size)
         total_steps = sc.epochs * steps_per_epoch
@@ -255,8 +278,8 @@ class Trainer:
             model.train()
             started = time.perf_counter()
             sums = {"loss": 0.0, "main": 0.0, "flow_nll": 0.0, "moe": 0.0}
-            batches = iterate_batches(self.splits.train, list(sampler), batch_size, self.config.data.num_workers,
-                                      drop_last=True)
+            batches = iterate_batches(self.splits.train, list(sampler)[:local_n], batch_size,
+                                      self.config.data.num_workers, drop_last=True)
             bar = tqdm(batches, total=steps_per_epoch, desc=f"{stage} {epoch + 1}/{sc.epochs}", leave=False,
                        disable=not self.show_progress, unit="batch")
             seen = 0
@@ -336,6 +359,9 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
     if splits is None:
         splits = open_datasets(spec, config.data, config.seed)
     trainer = Trainer(config, splits, out_dir, ctx, show_progress, tb_writer)
+    init_meta = None
+    if config.init_from is not None and resume is None:  # a resumed run restores its own state instead
+        init_meta = load_init_weights(trainer.model, config.init_from)
     if ctx.is_main:
         (out_dir / "train_config.json").write_text(json.dumps(config_to_dict(config), indent=2), encoding="utf-8")
         (out_dir / "data.json").write_text(json.dumps(splits.summary(), indent=2), encoding="utf-8")
@@ -384,6 +410,7 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
             out_dir / f"{config.name}.safetensors", trainer.model, name=config.name,
             power_freq_hz=splits.power_freq_hz,
             extra={"data_spec": spec, "data": splits.summary(), "training_config": config_to_dict(config),
+                   "init_from": init_meta,
                    "seed": config.seed, "stages": list(config.stages), "best_val_macro_f1": result.best_val,
                    "metrics": {"test": {k: report[k] for k in ("n", "accuracy", "macro_f1", "macro_auc", "ece")}}})
         (out_dir / "test_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -173,3 +173,67 @@ def test_tensorboard_without_the_package_fails_before_training(tmp_path, small_s
         fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cpu", splits=small_splits,
             show_progress=False, tensorboard=True)
     assert not (tmp_path / "metrics.csv").exists()  # nothing trained
+
+
+def _with(config, **fields):
+    raw = config.model_dump(mode="json")
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+    return parse_config(raw)
+
+
+def test_windows_per_epoch_takes_a_new_slice_of_the_train_split_each_epoch(tmp_path, small_splits, monkeypatch):
+    import train.fit as fit_module
+
+    seen = []
+    real = fit_module.iterate_batches
+
+    def recording(dataset, indices, *args, **kwargs):
+        seen.append(list(indices))
+        return real(dataset, indices, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "iterate_batches", recording)
+    config = _with(_config(stages=["ce"], ce={"epochs": 3, "batch_size": 4}), data={"train_windows_per_epoch": 8})
+    fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False)
+    assert [len(epoch) for epoch in seen] == [8, 8, 8]
+    assert [int(r["step"]) for r in _rows(tmp_path / "metrics.csv")] == [2, 4, 6]  # 8 windows / batch 4 per epoch
+    assert len({i for epoch in seen for i in epoch}) > 8  # epochs draw different windows, not the same 8
+    assert all(0 <= i < len(small_splits.train) for epoch in seen for i in epoch)
+
+
+def test_init_from_starts_at_the_checkpoint_and_records_it(tmp_path, small_splits):
+    first = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path / "a", device="cpu", splits=small_splits,
+                show_progress=False)
+    start = load_file(str(first.checkpoint))
+    # an lr so small that the weights cannot move measurably: what comes out is what went in
+    config = _with(_config(stages=["ce"], ce={"epochs": 1, "lr": 1e-12}), init_from=str(first.checkpoint))
+    second = fit(config, tmp_path / "b", device="cpu", splits=small_splits, show_progress=False)
+    end = load_file(str(second.checkpoint))
+    fresh = load_file(str(fit(_config(stages=["ce"], ce={"epochs": 1, "lr": 1e-12}), tmp_path / "c", device="cpu",
+                              splits=small_splits, show_progress=False).checkpoint))
+    for key in start:
+        assert torch.allclose(start[key], end[key], atol=1e-8), key
+    assert any(not torch.allclose(start[k], fresh[k], atol=1e-4) for k in start)  # a fresh init is elsewhere
+    meta = json.loads((tmp_path / "b" / "tiny_test.json").read_text())
+    assert meta["init_from"]["weights_sha256"] == json.loads((tmp_path / "a" / "tiny_test.json").read_text())[
+        "weights_sha256"]
+
+
+def test_init_from_refuses_another_architecture_and_changed_weights(tmp_path, small_splits):
+    from mad.runtime.loading import CheckpointError
+
+    first = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path / "a", device="cpu", splits=small_splits,
+                show_progress=False)
+    deeper = {**json.loads((tmp_path / "a" / "tiny_test.json").read_text())["model_config"], "depth": 3,
+              "name": "tiny_deeper"}
+    other = _with(_config(stages=["ce"]), model=deeper, init_from=str(first.checkpoint))
+    with pytest.raises(CheckpointError, match=r"model_config differs .*\['depth', 'name'\]"):
+        fit(other, tmp_path / "b", device="cpu", splits=small_splits, show_progress=False)
+    weights = first.checkpoint.read_bytes()
+    first.checkpoint.write_bytes(weights[:-4] + b"\0\0\0\0")
+    same = _with(_config(stages=["ce"]), init_from=str(first.checkpoint))
+    with pytest.raises(CheckpointError, match="sha256"):
+        fit(same, tmp_path / "c", device="cpu", splits=small_splits, show_progress=False)

@@ -27,11 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="supcon,ce (default, from the config) or ce (CE-only ablation)")
     parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
                         help="stop this invocation after N epochs (continue later with --resume)")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from these weights (.safetensors + sidecar, same model config) instead "
+                             "of a fresh init; overrides init_from in the config")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard events to <out>/tensorboard (needs mad-pd[tensorboard])")
 
 
 def run(args: argparse.Namespace) -> int:
+    from mad.runtime.loading import CheckpointError
     from train.distributed import shutdown_distributed
     from train.fit import MissingExtraError, fit
 
@@ -39,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.stages is not None:
             config = config.model_copy(update={"stages": args.stages})
+        if args.init_from is not None:
+            config = config.model_copy(update={"init_from": args.init_from})
         if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
             raise ConfigError(f"--stop-after-epochs must be >= 1, got {args.stop_after_epochs}")
         out = args.out or f"runs/{config.name}"
         result = fit(config, out, data_spec=args.data, device=args.device, resume=args.resume,
                      stop_after_epochs=args.stop_after_epochs, tensorboard=args.tensorboard)
-    except (ConfigError, DataSpecError, FileNotFoundError, MissingExtraError) as exc:
+    except (ConfigError, DataSpecError, FileNotFoundError, MissingExtraError, CheckpointError) as exc:
         print(f"mad-train fit: {exc}")
         return 2
     finally:
