@@ -349,6 +349,10 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
     """
     ctx = init_distributed(device)
     out_dir = Path(resume) if resume is not None else Path(out_dir)
+    if resume is None and ((out_dir / "metrics.csv").exists() or (out_dir / "state").exists()):
+        # Appending a new run to an old one mixes their metrics and best checkpoints.
+        raise FileExistsError(f"{out_dir} already holds a training run; continue it with --resume {out_dir}, "
+                              f"or choose another --out")
     if ctx.is_main:
         (out_dir / "stages").mkdir(parents=True, exist_ok=True)
     # Opened before the data so a missing package fails at once; only rank 0 writes, and a resumed

@@ -237,3 +237,12 @@ def test_init_from_refuses_another_architecture_and_changed_weights(tmp_path, sm
     same = _with(_config(stages=["ce"]), init_from=str(first.checkpoint))
     with pytest.raises(CheckpointError, match="sha256"):
         fit(same, tmp_path / "c", device="cpu", splits=small_splits, show_progress=False)
+
+
+def test_a_new_run_refuses_a_folder_that_holds_another(tmp_path, small_splits):
+    config = _config(stages=["ce"], ce={"epochs": 1})
+    fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False)
+    before = (tmp_path / "metrics.csv").read_text()
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False)
+    assert (tmp_path / "metrics.csv").read_text() == before  # the old run is untouched

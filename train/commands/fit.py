@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or f"runs/{config.name}"
         result = fit(config, out, data_spec=args.data, device=args.device, resume=args.resume,
                      stop_after_epochs=args.stop_after_epochs, tensorboard=args.tensorboard)
-    except (ConfigError, DataSpecError, FileNotFoundError, MissingExtraError, CheckpointError) as exc:
+    except (ConfigError, DataSpecError, FileNotFoundError, FileExistsError, MissingExtraError,
+            CheckpointError) as exc:
         print(f"mad-train fit: {exc}")
         return 2
     finally:
