@@ -52,7 +52,8 @@ class ModelSection(Section):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     batch_max: int = Field(8, ge=1, le=256)
     max_wait_s: NonNegativeSeconds = 0.5
-    # Batches waiting for the inference worker; when full the newest batch is dropped and counted.
+    # Batches waiting for the inference worker; when full, batches wait in a backlog of as many
+    # windows again, and past that the busiest sensor's oldest window is dropped and counted.
     # Every sensor's window closes within the same second (windows are epoch-aligned), so this must
     # hold a burst of (sensors / batch_max) batches: 32 x 8 = 256 sensors (bench/agent_load.py: the
     # old default of 4 dropped windows at 50 sensors). Memory: about 0.8 MB per queued window.

@@ -1,7 +1,11 @@
 """Batch ready windows from all sensors into model calls (max batch, max wait) on a worker thread.
 
 Intake never waits for the model: `add` only appends, and a full batch is handed to a bounded
-queue with `put_nowait`; when the queue is full the batch is dropped and counted. Results come
+queue with `put_nowait`. When the queue is full the batch waits in a backlog that `add`/`poll`
+hand on as the worker frees room, so a burst (every sensor's window closes in the same second)
+loses nothing. Only past `backlog_limit` windows is one dropped and counted: a window of the sensor
+with the most windows waiting, its oldest first, so under sustained overload every sensor keeps
+its newest windows and no sensor goes dark. Per-sensor order is kept throughout. Results come
 back through `take_results()` so the alarm state machines stay on the core's own thread. In
 `inline` mode the model runs inside `add`/`poll`/`flush`, which makes replay deterministic.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +41,8 @@ class BatcherCounters:
     inference_calls: int = 0  # one per modality sub-batch
     inference_windows: int = 0
     inference_failures: int = 0
-    inference_dropped_windows: int = 0  # queue to the worker was full
+    inference_dropped_windows: int = 0  # queue and backlog to the worker were full
+    inference_backlogged_batches: int = 0  # batches that waited for room in the worker's queue
     inference_seconds_total: float = 0.0
     inference_last_latency_s: float = 0.0
 
@@ -70,6 +76,9 @@ class Batcher:
         self._results: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
         self._lock = threading.Lock()  # counters are written by the worker too
         self._work: queue.Queue[list[ReadyWindow] | None] | None = None
+        self._backlog: list[list[ReadyWindow]] = []  # batches waiting for room in `_work` (caller's thread only)
+        # As many windows as the queue itself holds: the memory bound at most doubles.
+        self.backlog_limit = config.batch_max * config.queue_batches
         self._worker: threading.Thread | None = None
         if config.inference_mode == "thread":
             self._work = queue.Queue(maxsize=config.queue_batches)
@@ -85,6 +94,7 @@ class Batcher:
 
     def poll(self) -> None:
         """Submit a partial batch whose oldest window has waited `max_wait_s` on the clock."""
+        self._drain_backlog()
         waited = self.clock.now_ns() - self._pending_since_ns
         if self._pending and waited >= seconds_to_ns(self.config.max_wait_s):
             self._submit()
@@ -94,6 +104,8 @@ class Batcher:
         if self._pending:
             self._submit()
         if self._work is not None:
+            while self._backlog:  # flushing may wait: hand the backlog on in order
+                self._work.put(self._backlog.pop(0))
             self._work.join()
 
     def take_results(self) -> list[BatchResult]:
@@ -105,7 +117,8 @@ class Batcher:
                 return results
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        """Windows not yet handed to the model: the open batch plus the backlog."""
+        return len(self._pending) + sum(len(batch) for batch in self._backlog)
 
     def close(self) -> None:
         if self._work is not None and self._worker is not None:
@@ -120,11 +133,38 @@ class Batcher:
         if self._work is None:
             self._results.put(self._infer(batch))
             return
-        try:
-            self._work.put_nowait(batch)
-        except queue.Full:
+        self._backlog.append(batch)  # behind any older batch still waiting: per-sensor order holds
+        self._drain_backlog()
+        if self._backlog:
             with self._lock:
-                self.counters.inference_dropped_windows += len(batch)
+                self.counters.inference_backlogged_batches += 1
+            self._enforce_backlog_limit()
+
+    def _drain_backlog(self) -> None:
+        while self._backlog and self._work is not None:
+            try:
+                self._work.put_nowait(self._backlog[0])
+            except queue.Full:
+                return
+            self._backlog.pop(0)
+
+    def _enforce_backlog_limit(self) -> None:
+        waiting = sum(len(batch) for batch in self._backlog)
+        dropped = 0
+        while waiting > self.backlog_limit:
+            per_sensor = Counter(w.window.sensor_id for batch in self._backlog for w in batch)
+            victim = max(per_sensor, key=per_sensor.__getitem__)  # ties: the sensor seen first in the backlog
+            for batch in self._backlog:
+                index = next((i for i, w in enumerate(batch) if w.window.sensor_id == victim), None)
+                if index is not None:
+                    del batch[index]  # the victim's oldest waiting window
+                    break
+            self._backlog = [batch for batch in self._backlog if batch]
+            waiting -= 1
+            dropped += 1
+        if dropped:
+            with self._lock:
+                self.counters.inference_dropped_windows += dropped
 
     def _work_loop(self) -> None:
         assert self._work is not None

@@ -70,7 +70,7 @@ def test_mixed_modalities_split_and_rows_keep_their_order():
     np.testing.assert_allclose(result.probabilities[:, 0], [0.2, 0.21, 0.22, 0.23], rtol=1e-5)
 
 
-def test_slow_classifier_does_not_block_intake_and_full_queue_is_counted():
+def test_slow_classifier_does_not_block_intake_and_a_burst_waits_in_the_backlog():
     gate = threading.Event()
     recorder = Recorder(gate)
     batcher = Batcher(
@@ -80,13 +80,63 @@ def test_slow_classifier_does_not_block_intake_and_full_queue_is_counted():
         batcher.add(ready("a", 0))  # taken by the worker, which then blocks in the model
         assert recorder.entered.wait(timeout=30)
         batcher.add(ready("a", 1))  # waits in the queue (size 1)
-        batcher.add(ready("a", 2))  # queue full: dropped and counted, add still returns
-        assert batcher.counters.inference_dropped_windows == 1
+        batcher.add(ready("a", 2))  # queue full: waits in the backlog, add still returns
+        assert batcher.counters.inference_dropped_windows == 0
+        assert batcher.counters.inference_backlogged_batches == 1 and batcher.pending_count() == 1
         assert batcher.take_results() == []
         gate.set()
         batcher.flush()
         results = batcher.take_results()
-        assert [r.windows[0].window.window_start_ns for r in results] == [0, 20_000_000_000]
+        assert [r.windows[0].window.window_start_ns for r in results] == [0, 20_000_000_000, 40_000_000_000]
+        assert batcher.pending_count() == 0
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_backlog_over_its_limit_drops_the_busiest_sensors_oldest_window():
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = Batcher(
+        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=2, inference_mode="thread"), ManualClock()
+    )
+    assert batcher.backlog_limit == 2
+    try:
+        batcher.add(ready("a", 0))
+        assert recorder.entered.wait(timeout=30)
+        for window in (ready("a", 1), ready("a", 2), ready("a", 3), ready("b", 0)):
+            batcher.add(window)  # a1, a2 fill the queue; a3, b0 wait in the backlog
+        assert batcher.counters.inference_dropped_windows == 0
+        batcher.add(ready("a", 4))  # 3 waiting > 2: sensor a has 2 of them, its oldest (a3) goes
+        assert batcher.counters.inference_dropped_windows == 1
+        gate.set()
+        batcher.flush()
+        done = [(w.window.sensor_id, w.window.window_start_ns // 20_000_000_000)
+                for r in batcher.take_results() for w in r.windows]
+        assert done == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 4)]  # b kept, a in order
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_poll_hands_the_backlog_on_once_the_worker_has_room():
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    batcher = Batcher(
+        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=1, inference_mode="thread"), ManualClock()
+    )
+    try:
+        batcher.add(ready("a", 0))
+        assert recorder.entered.wait(timeout=30)
+        batcher.add(ready("a", 1))
+        batcher.add(ready("a", 2))
+        assert batcher.pending_count() == 1
+        gate.set()
+        batcher._work.join()  # the worker has emptied the queue: room for the backlog
+        batcher.poll()
+        assert batcher.pending_count() == 0
+        batcher.flush()
+        assert len(batcher.take_results()) == 3
     finally:
         gate.set()
         batcher.close()
