@@ -59,7 +59,7 @@ def test_config_rejects_bad_values_naming_the_field(change, field):
 def test_preset_sizes_near_the_paper():
     assert abs(model_cost("mad_small").params["total"] / 2.38e6 - 1) < 0.05
     assert abs(model_cost("mad_base").params["total"] / 75.77e6 - 1) < 0.05
-    assert (MAD_SMALL.image_tokens, MAD_SMALL.signal_tokens) == (64, 640)
+    assert (MAD_SMALL.image_tokens, MAD_SMALL.signal_tokens) == (64, 400)
     base = get_config("mad_base")
     assert (base.image_tokens, base.signal_tokens, base.dim, base.depth, base.heads) == (256, 2560, 768, 4, 8)
 
@@ -233,7 +233,7 @@ def test_optimizer_step_reaches_every_trainable_parameter(routing, for_supcon):
 
 def test_macs_match_hand_count_for_the_encoder():
     cost = model_cost("mad_small")
-    tokens, dim, depth = 704, 128, 4
+    tokens, dim, depth = 464, 128, 4  # 64 image + 400 signal tokens
     per_block = 4 * tokens * dim * dim + 2 * tokens * tokens * dim + 2 * 2 * tokens * dim * 4 * dim + tokens * dim * 2
     assert cost.macs["encoder"] == depth * per_block
     assert cost.macs["heads"] == dim * 5
