@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -70,15 +71,24 @@ def test_mixed_modalities_split_and_rows_keep_their_order():
     np.testing.assert_allclose(result.probabilities[:, 0], [0.2, 0.21, 0.22, 0.23], rtol=1e-5)
 
 
-def test_slow_classifier_does_not_block_intake_and_a_burst_waits_in_the_backlog():
+@contextmanager
+def stalled_worker(queue_batches: int):
+    """A threaded batcher (batch_max 1) whose worker is stuck in the model on window a0 until `gate` is set."""
     gate = threading.Event()
     recorder = Recorder(gate)
-    batcher = Batcher(
-        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=1, inference_mode="thread"), ManualClock()
-    )
+    batcher = Batcher(FunctionClassifier(recorder),
+                      ModelSection(batch_max=1, queue_batches=queue_batches, inference_mode="thread"), ManualClock())
     try:
         batcher.add(ready("a", 0))  # taken by the worker, which then blocks in the model
         assert recorder.entered.wait(timeout=30)
+        yield batcher, gate
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_slow_classifier_does_not_block_intake_and_a_burst_waits_in_the_backlog():
+    with stalled_worker(queue_batches=1) as (batcher, gate):
         batcher.add(ready("a", 1))  # waits in the queue (size 1)
         batcher.add(ready("a", 2))  # queue full: waits in the backlog, add still returns
         assert batcher.counters.inference_dropped_windows == 0
@@ -89,21 +99,11 @@ def test_slow_classifier_does_not_block_intake_and_a_burst_waits_in_the_backlog(
         results = batcher.take_results()
         assert [r.windows[0].window.window_start_ns for r in results] == [0, 20_000_000_000, 40_000_000_000]
         assert batcher.pending_count() == 0
-    finally:
-        gate.set()
-        batcher.close()
 
 
 def test_backlog_over_its_limit_drops_the_busiest_sensors_oldest_window():
-    gate = threading.Event()
-    recorder = Recorder(gate)
-    batcher = Batcher(
-        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=2, inference_mode="thread"), ManualClock()
-    )
-    assert batcher.backlog_limit == 2
-    try:
-        batcher.add(ready("a", 0))
-        assert recorder.entered.wait(timeout=30)
+    with stalled_worker(queue_batches=2) as (batcher, gate):
+        assert batcher.backlog_limit == 2
         for window in (ready("a", 1), ready("a", 2), ready("a", 3), ready("b", 0)):
             batcher.add(window)  # a1, a2 fill the queue; a3, b0 wait in the backlog
         assert batcher.counters.inference_dropped_windows == 0
@@ -114,20 +114,10 @@ def test_backlog_over_its_limit_drops_the_busiest_sensors_oldest_window():
         done = [(w.window.sensor_id, w.window.window_start_ns // 20_000_000_000)
                 for r in batcher.take_results() for w in r.windows]
         assert done == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 4)]  # b kept, a in order
-    finally:
-        gate.set()
-        batcher.close()
 
 
 def test_poll_hands_the_backlog_on_once_the_worker_has_room():
-    gate = threading.Event()
-    recorder = Recorder(gate)
-    batcher = Batcher(
-        FunctionClassifier(recorder), ModelSection(batch_max=1, queue_batches=1, inference_mode="thread"), ManualClock()
-    )
-    try:
-        batcher.add(ready("a", 0))
-        assert recorder.entered.wait(timeout=30)
+    with stalled_worker(queue_batches=1) as (batcher, gate):
         batcher.add(ready("a", 1))
         batcher.add(ready("a", 2))
         assert batcher.pending_count() == 1
@@ -137,9 +127,6 @@ def test_poll_hands_the_backlog_on_once_the_worker_has_room():
         assert batcher.pending_count() == 0
         batcher.flush()
         assert len(batcher.take_results()) == 3
-    finally:
-        gate.set()
-        batcher.close()
 
 
 def test_failing_classifier_is_counted_not_raised():
