@@ -118,22 +118,24 @@ class StageObjective(nn.Module):
 
 
 def load_init_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint's verified weights into `model` (same architecture); -> its provenance."""
-    from safetensors.torch import load_file
+    """Load a checkpoint's weights into `model` (same architecture); -> its provenance.
 
-    from mad.runtime.loading import CheckpointError, read_sidecar, verify_weights
+    `mad.load_model` does the checking (sidecar, sha256, readable safetensors); this only adds
+    that the checkpoint is the same network with the same classes as the run.
+    """
+    from mad.runtime.loading import CheckpointError, load_model
 
-    meta = read_sidecar(path)
-    weights = verify_weights(path, meta)
-    theirs, ours = meta.get("model_config"), dataclasses.asdict(model.config)
+    source = load_model(path)
+    theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(model.config)
     if theirs != ours:
-        diff = sorted(k for k in set(theirs or {}) | set(ours) if (theirs or {}).get(k) != ours.get(k))
+        diff = sorted(k for k in theirs if theirs[k] != ours[k])
         raise CheckpointError(f"init_from {path}: its model_config differs from this run's model in {diff}")
+    meta = source.mad_meta
     if meta["class_names"] != list(CLASS_NAMES):
         raise CheckpointError(f"init_from {path}: class_names {meta['class_names']} differ from {list(CLASS_NAMES)}")
-    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
-    return {"path": str(path), "name": meta.get("name"), "model_version": meta.get("model_version"),
-            "weights_sha256": meta["weights_sha256"]}
+    model.load_state_dict(source.state_dict(), strict=True)
+    return {"path": str(path), "name": meta["name"], "model_version": meta["version"],
+            "weights_sha256": meta["sidecar"]["weights_sha256"]}
 
 
 class MissingExtraError(RuntimeError):
