@@ -197,13 +197,17 @@ class Trainer:
         model, device = self.model, self.ctx.device
         batch_size = stage_config.batch_size
         if stage == "ce":
-            probs, labels = predict_probs(model, self.splits.val, device, batch_size)
+            # Workers too: on-the-fly splits generate their windows, which is the slow part off the CPU.
+            probs, labels = predict_probs(model, self.splits.val, device, batch_size,
+                                          num_workers=self.config.data.num_workers)
             pred = probs.argmax(axis=1)
         else:
             n_probe = min(stage_config.probe_windows, len(self.splits.train))
             probe = np.random.default_rng(self.config.seed).choice(len(self.splits.train), n_probe, replace=False)
-            probe_feats, probe_labels = embed(model, self.splits.train, np.sort(probe), device, batch_size)
-            feats, labels = embed(model, self.splits.val, np.arange(len(self.splits.val)), device, batch_size)
+            workers = self.config.data.num_workers
+            probe_feats, probe_labels = embed(model, self.splits.train, np.sort(probe), device, batch_size, workers)
+            feats, labels = embed(model, self.splits.val, np.arange(len(self.splits.val)), device, batch_size,
+                                  workers)
             pred = nearest_centroid_predict(probe_feats, probe_labels, feats, NUM_CLASSES)
         return {"macro_f1": macro_f1(labels, pred, NUM_CLASSES), "accuracy": float((pred == labels).mean())}
 
@@ -340,6 +344,12 @@ def new_stage_progress() -> dict[str, Any]:
     return {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "stale": 0}
 
 
+def _recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """The config less the DataLoader worker count, which changes speed but not the windows or their order,
+    so a run started on one machine may resume on another."""
+    return {**config, "data": {k: v for k, v in config["data"].items() if k != "num_workers"}}
+
+
 def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = None, device: str = "auto",
         resume: str | Path | None = None, stop_after_epochs: int | None = None, show_progress: bool = True,
         splits: DataSplits | None = None, tensorboard: bool = False) -> FitResult:
@@ -383,7 +393,7 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
         if not state_json.is_file():
             raise FileNotFoundError(f"{state_json}: --resume {resume} has no saved training state")
         saved = json.loads(state_json.read_text(encoding="utf-8"))["progress"]
-        if saved["config"] != config_to_dict(config):
+        if _recipe(saved["config"]) != _recipe(config_to_dict(config)):
             raise ValueError(f"{out_dir}: --resume needs the same training config as the interrupted run")
         trainer.stage_progress = {stage: dict(p) for stage, p in saved["stages"].items()}
         resume_stage = saved["current"]
@@ -409,7 +419,7 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
     result = FitResult(out_dir, completed=True, best_val={s: p["best"] for s, p in trainer.stage_progress.items()})
     if ctx.is_main:
         probs, labels = predict_probs(trainer.model, splits.test, ctx.device, config.ce.batch_size,
-                                      desc="test" if show_progress else None)
+                                      num_workers=config.data.num_workers, desc="test" if show_progress else None)
         report = classification_report(labels, probs, CLASS_NAMES).to_dict()
         result.test_metrics = report
         result.checkpoint = save_checkpoint(

@@ -47,11 +47,11 @@ def predict_probs(model: nn.Module, dataset: Dataset, device: torch.device, batc
 
 @torch.inference_mode()
 def embed(model: nn.Module, dataset: Dataset, indices: np.ndarray, device: torch.device,
-          batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+          batch_size: int = 32, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised SupCon projections (N, P) and labels of dataset[indices]."""
     model.eval()
     feats, labels = [], []
-    for batch in iterate_batches(dataset, indices, batch_size):
+    for batch in iterate_batches(dataset, indices, batch_size, num_workers):
         images, signals = modality_inputs(model, batch, device)
         with autocast_for(device):
             out = model(images, signals, for_supcon=True)

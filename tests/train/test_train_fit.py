@@ -115,6 +115,14 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, small_splits, stop_af
     assert straight.test_metrics["macro_f1"] == pytest.approx(resumed.test_metrics["macro_f1"])
 
 
+def test_resume_accepts_another_worker_count(tmp_path, small_splits):
+    """DataLoader workers are the machine's, not the recipe's: a run may resume on another box."""
+    config = _config(stages=["ce"], ce={"epochs": 2})
+    fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False, stop_after_epochs=1)
+    other = config.model_copy(update={"data": config.data.model_copy(update={"num_workers": 3})})
+    assert fit(other, None, device="cpu", splits=small_splits, show_progress=False, resume=tmp_path).completed
+
+
 def test_resume_with_another_config_is_refused(tmp_path, small_splits):
     config = _config(stages=["ce"], ce={"epochs": 2})
     fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False, stop_after_epochs=1)
@@ -135,9 +143,16 @@ def test_ce_only_ablation_skips_stage_one(tmp_path, small_splits):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast path)")
 def test_fit_runs_on_cuda_with_bf16_autocast(tmp_path, easy_splits):
-    result = fit(_config(stages=["ce"], ce={"epochs": 1}), tmp_path, device="cuda", splits=easy_splits,
+    """Both stages on the GPU: SupCon with augmented, modality-masked views, then CE; weights saved as fp32."""
+    result = fit(_config(supcon={"epochs": 1}, ce={"epochs": 3}), tmp_path, device="cuda", splits=easy_splits,
                  show_progress=False)
-    assert result.completed and np.isfinite(result.test_metrics["accuracy"])
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [r["stage"] for r in rows] == ["supcon", "ce", "ce", "ce"] and result.completed
+    assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    assert float(rows[-1]["train_loss"]) < float(rows[1]["train_loss"])  # it learns under bf16 autocast
+    weights = load_file(str(tmp_path / "tiny_test.safetensors"))
+    floats = [t for t in weights.values() if t.is_floating_point()]  # the flows' permutations are int64
+    assert floats and all(t.dtype == torch.float32 for t in floats)
 
 
 def test_tensorboard_events_hold_the_csv_figures(tmp_path, small_splits):
