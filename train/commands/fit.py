@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="start from these weights (.safetensors + sidecar, same model config) instead "
                              "of a fresh init; overrides init_from in the config")
+    parser.add_argument("--num-workers", type=int, default=None, metavar="N",
+                        help="DataLoader workers generating/reading windows; overrides data.num_workers (a property "
+                             "of the machine, not of the recipe: the same windows come in the same order)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard events to <out>/tensorboard (needs mad-pd[tensorboard])")
 
@@ -45,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
             config = config.model_copy(update={"stages": args.stages})
         if args.init_from is not None:
             config = config.model_copy(update={"init_from": args.init_from})
+        if args.num_workers is not None:
+            if args.num_workers < 0:
+                raise ConfigError(f"--num-workers must be >= 0, got {args.num_workers}")
+            data = config.data.model_copy(update={"num_workers": args.num_workers})
+            config = config.model_copy(update={"data": data})
         if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
             raise ConfigError(f"--stop-after-epochs must be >= 1, got {args.stop_after_epochs}")
         out = args.out or f"runs/{config.name}"
