@@ -30,6 +30,22 @@ class DataConfig(_Strict):
     # train split, so a large on-the-fly synthetic split gives mostly unseen windows every epoch
     # while validation and checkpoints still come at a steady pace. None: the whole split per epoch.
     train_windows_per_epoch: int | None = Field(None, ge=1)
+    # synth only: nuisance probabilities changed in the train split (validation, carved from it, too),
+    # to oversample rare hard cases; the test split keeps the preset as it is. E.g. {multi_source_prob: 0.3}.
+    synth_train_overrides: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> DataConfig:
+        from mad.data.synthetic import preset_variant
+
+        if self.synth_train_overrides:
+            if not self.spec.startswith("synth:"):
+                raise ValueError(f"data.synth_train_overrides applies to synth: specs only, spec is {self.spec!r}")
+            try:
+                preset_variant(self.spec.removeprefix("synth:"), self.synth_train_overrides)
+            except ValueError as exc:
+                raise ValueError(f"data.synth_train_overrides: {exc}") from None
+        return self
 
 
 class AugmentConfig(_Strict):

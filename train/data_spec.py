@@ -119,13 +119,17 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def _open_synth(preset: str, config: DataConfig) -> tuple[Dataset, Dataset, list[str]]:
-    from mad.data.synthetic import PRESETS
+    from mad.data.synthetic import PRESETS, preset_variant
 
     if preset not in PRESETS:
         raise DataSpecError(f"synth:{preset}: unknown synthetic preset; known: {sorted(PRESETS)}")
-    train = SyntheticDataset(preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz)
+    train_preset = preset_variant(preset, config.synth_train_overrides)
+    train = SyntheticDataset(train_preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz)
     test = SyntheticDataset(preset, config.synth_seed + 1, config.synth_test, power_freq_hz=config.power_freq_hz)
-    return train, test, [f"synthetic {preset}: train seed {config.synth_seed}, test seed {config.synth_seed + 1}"]
+    notes = [f"synthetic {preset}: train seed {config.synth_seed}, test seed {config.synth_seed + 1}"]
+    if config.synth_train_overrides:
+        notes.append(f"train and validation windows: {train_preset.description}; test: {preset} as it is")
+    return train, test, notes
 
 
 def _open_h5(path: Path, config: DataConfig, seed: int) -> tuple[Dataset, Dataset, list[str]]:
@@ -163,6 +167,8 @@ def _open_aihub(root: Path, config: DataConfig, seed: int) -> tuple[Dataset, Dat
 def open_datasets(spec: str, config: DataConfig, seed: int = 42) -> DataSplits:
     """Open `spec` as disjoint train/val/test sets (materialised in memory if config.materialise)."""
     spec = spec.strip()
+    if config.synth_train_overrides and not spec.startswith("synth:"):
+        raise DataSpecError(f"data spec {spec!r}: data.synth_train_overrides applies to synth: specs only")
     if spec.startswith("synth:"):
         train, test, notes = _open_synth(spec.removeprefix("synth:"), config)
     elif spec.startswith("aihub:"):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mad.constants import DEFAULT_POWER_FREQ_HZ
-from mad.data.synthetic import check_non_negative_int, check_preset, generate_window
+from mad.data.synthetic import Preset, check_non_negative_int, check_preset, generate_window
 
 
 def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> dict[str, torch.Tensor]:
@@ -23,8 +23,8 @@ def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> 
 class SyntheticDataset(Dataset):
     """Windows generated on the fly (no disk); item i is generate_window(preset, seed, i)."""
 
-    def __init__(self, preset: str, seed: int, n: int, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> None:
-        check_preset(preset)
+    def __init__(self, preset: str | Preset, seed: int, n: int, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> None:
+        check_preset(preset)  # a name, or a variant from preset_variant (a frozen dataclass: workers pickle it)
         self.preset, self.seed, self.n = preset, check_non_negative_int("seed", seed), check_non_negative_int("n", n)
         self.power_freq_hz = float(power_freq_hz)
 

@@ -10,6 +10,7 @@ Every draw comes from np.random.Generator(PCG64) seeded by SeedSequence over int
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,10 +86,36 @@ class PulseEvents:
     is_pd: np.ndarray  # bool: discharge (True) or interference (False)
 
 
-def check_preset(preset: str) -> Preset:
+def check_preset(preset: str | Preset) -> Preset:
+    """The named preset, or a variant made by `preset_variant` (kept: it carries its base preset's name)."""
+    if isinstance(preset, Preset):
+        if preset.name not in _PRESET_IDS:
+            raise ValueError(f"preset variant of unknown preset {preset.name!r}; base one of {sorted(PRESETS)}")
+        return preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[preset]
+
+
+# Fields a training config may change: probabilities of a window's nuisances, for oversampling the rare
+# hard cases (e.g. defects under strong noise) in training while tests keep the preset as it is.
+VARIANT_FIELDS = ("weak_interference_prob", "multi_source_prob", "grounded_corona_prob", "glitch_prob")
+
+
+def preset_variant(name: str, overrides: dict[str, float]) -> Preset:
+    """`name` with some nuisance probabilities replaced. A variant draws the same random streams as its
+    base preset (same seeds, same labels), so only the windows whose drawn nuisance changes differ."""
+    base = check_preset(name)
+    for key, value in overrides.items():
+        if key not in VARIANT_FIELDS:
+            raise ValueError(f"preset override {key!r}: not one of {list(VARIANT_FIELDS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"preset override {key}={value!r}: must be a probability in [0, 1]")
+    if not overrides:
+        return base
+    changes = ", ".join(f"{k}={v:g}" for k, v in overrides.items())
+    return dataclasses.replace(base, **{k: float(v) for k, v in overrides.items()},
+                               description=f"{base.name} with {changes}")
 
 
 def check_non_negative_int(name: str, value: int) -> int:
@@ -107,7 +134,7 @@ def _rng(*words: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([GENERATOR_VERSION, *words])))
 
 
-def balanced_label(preset: str, seed: int, index: int) -> int:
+def balanced_label(preset: str | Preset, seed: int, index: int) -> int:
     """Class of sample `index`: each block of 5 consecutive indices holds every class once, shuffled."""
     preset_id, seed = _PRESET_IDS[check_preset(preset).name], check_non_negative_int("seed", seed)
     block_rng = _rng(preset_id, seed, 1, check_non_negative_int("index", index) // NUM_CLASSES)
@@ -343,7 +370,7 @@ def _synthesize(
     return SyntheticWindow(image=image, series=series.reshape(WINDOW_ROWS, -1), label=label, params=params), events
 
 
-def _window_plan(preset: str, seed: int, index: int, label: int | None, power_freq_hz: float):
+def _window_plan(preset: str | Preset, seed: int, index: int, label: int | None, power_freq_hz: float):
     p = check_preset(preset)
     seed, index = check_non_negative_int("seed", seed), check_non_negative_int("index", index)
     if label is None:
@@ -351,7 +378,7 @@ def _window_plan(preset: str, seed: int, index: int, label: int | None, power_fr
     elif label not in range(NUM_CLASSES):
         raise ValueError(f"label must be in 0..{NUM_CLASSES - 1}, got {label!r}")
     power_freq_hz = _check_freq(power_freq_hz)
-    rng = _rng(_PRESET_IDS[preset], seed, 0, index)
+    rng = _rng(_PRESET_IDS[p.name], seed, 0, index)
     sensor = _draw_sensor(rng, p)
     defect = _draw_defect(rng, label, p)
     intensity = _uniform(rng, p.intensity) if label not in (NORMAL, NOISE) else 0.0
@@ -362,13 +389,14 @@ def _window_plan(preset: str, seed: int, index: int, label: int | None, power_fr
         interference = _draw_interference(rng, False, power_freq_hz)
     else:
         interference = []
-    extra = {"preset": preset, "seed": seed, "index": index, "multi_source": bool(multi)}
+    extra = {"preset": p.name, "seed": seed, "index": index, "multi_source": bool(multi)}
     return rng, dict(sensor=sensor, label=int(label), defect=defect, intensity=intensity,
                      interference=interference, power_freq_hz=power_freq_hz, t_start=0.0), extra
 
 
 def generate_window_events(
-    preset: str, seed: int, index: int, *, label: int | None = None, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ
+    preset: str | Preset, seed: int, index: int, *, label: int | None = None,
+    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
 ) -> tuple[SyntheticWindow, PulseEvents]:
     """generate_window plus the pulse events behind it (for tests and figures)."""
     rng, plan, extra = _window_plan(preset, seed, index, label, power_freq_hz)
@@ -378,7 +406,8 @@ def generate_window_events(
 
 
 def generate_window(
-    preset: str, seed: int, index: int, *, label: int | None = None, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ
+    preset: str | Preset, seed: int, index: int, *, label: int | None = None,
+    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
 ) -> SyntheticWindow:
     """One 20 s window; a pure function of (preset, seed, index) (and label / power_freq_hz if given)."""
     return generate_window_events(preset, seed, index, label=label, power_freq_hz=power_freq_hz)[0]

@@ -86,3 +86,31 @@ def test_synthetic_dataset_items_follow_the_item_format():
     item = SyntheticDataset("easy", 0, 3)[1]
     assert item["image"].dtype.is_floating_point is False and tuple(item["image"].shape) == (256, 256, 3)
     assert tuple(item["series"].shape) == (20, 7680) and item["label"].ndim == 0
+
+
+def test_preset_variant_oversamples_a_nuisance_and_keeps_everything_else():
+    from mad.data.synthetic import preset_variant
+
+    variant = preset_variant("standard", {"multi_source_prob": 0.5})
+    plain = [generate_window("standard", 4, i) for i in range(40)]
+    more = [generate_window(variant, 4, i) for i in range(40)]
+    assert [w.label for w in plain] == [w.label for w in more]  # same seeds, same labels
+    assert sum(w.params["multi_source"] for w in more) > sum(w.params["multi_source"] for w in plain)
+    for a, b in zip(plain, more, strict=True):
+        if not a.params["multi_source"] and not b.params["multi_source"]:
+            np.testing.assert_array_equal(a.series, b.series)  # only the windows whose draw changed differ
+    assert more[0].params["preset"] == "standard"
+    dataset = SyntheticDataset(variant, 4, 3)
+    np.testing.assert_array_equal(dataset[2]["series"].numpy(), more[2].series)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"gain": 0.5}, "'gain': not one of"),
+    ({"multi_source_prob": 1.5}, "multi_source_prob=1.5: must be a probability"),
+    ({"glitch_prob": True}, "glitch_prob=True"),
+])
+def test_preset_variant_names_the_bad_override(overrides, message):
+    from mad.data.synthetic import preset_variant
+
+    with pytest.raises(ValueError, match=message):
+        preset_variant("standard", overrides)
