@@ -4,7 +4,9 @@
 #      under bf16 autocast;
 #   2. bench/model_latency.py and bench/train_throughput.py on CUDA;
 #   3. the demo recording replayed with the model on CUDA (MAD_MODEL__DEVICE=cuda);
-#   4. configs/mad_small_gpu.yaml, stopped at the time budget, its run folder copied to OUT.
+#   4. FIT_CONFIG (default configs/mad_small_step3.yaml) from FIT_INIT (default: step 2's
+#      runs/mad_small/mad_small.safetensors, carried along with its .json), with 14 workers, stopped
+#      at the time budget; the checkpoint, sidecar and metrics are copied to OUT.
 # Usage: BUDGET_S=540 OUT=/path bench/gpu_session.sh   (PYTHON defaults to python3)
 # Python packages the GPU image lacks can come as wheels in .whl/ (installed to /tmp/site first).
 set -u
@@ -36,9 +38,11 @@ step "training throughput on CUDA (bf16 autocast, batch 64)"
 timeout 90 $PY bench/train_throughput.py --device cuda --batch-size 64 --steps 10 --models mad_small
 step "replay of demo/recorded.h5 on CUDA"
 MAD_MODEL__DEVICE=cuda timeout 60 $PY -m agent.cli replay demo/recorded.h5
-step "fit configs/mad_small_gpu.yaml for $(( $(left) - 40 )) s"
-timeout --signal=INT $(( $(left) - 40 )) $PY -m train.cli fit --config configs/mad_small_gpu.yaml --device "${FIT_DEVICE:-cuda}" \
-  --out /tmp/gpu_run > "$OUT/fit.log" 2>&1
+FIT_CONFIG=${FIT_CONFIG:-configs/mad_small_step3.yaml}
+FIT_INIT=${FIT_INIT:-runs/mad_small/mad_small.safetensors}
+step "fit $FIT_CONFIG from $FIT_INIT for $(( $(left) - 40 )) s"
+timeout --signal=INT $(( $(left) - 40 )) $PY -m train.cli fit --config "$FIT_CONFIG" --device "${FIT_DEVICE:-cuda}" \
+  --num-workers "${FIT_WORKERS:-14}" --init-from "$FIT_INIT" --out /tmp/gpu_run > "$OUT/fit.log" 2>&1
 echo "fit exit $?"
 tail -c 3000 "$OUT/fit.log" | tr '\r' '\n' | grep -v "it/s\]$\|batch/s" | tail -25
 for f in mad_small.safetensors mad_small.json metrics.csv test_metrics.json; do
