@@ -123,7 +123,7 @@ def _open_synth(preset: str, config: DataConfig) -> tuple[Dataset, Dataset, list
 
     if preset not in PRESETS:
         raise DataSpecError(f"synth:{preset}: unknown synthetic preset; known: {sorted(PRESETS)}")
-    train_preset = preset_variant(preset, config.synth_train_overrides)
+    train_preset = preset_variant(preset, config.synth_train_overrides) if config.synth_train_overrides else preset
     train = SyntheticDataset(train_preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz)
     test = SyntheticDataset(preset, config.synth_seed + 1, config.synth_test, power_freq_hz=config.power_freq_hz)
     notes = [f"synthetic {preset}: train seed {config.synth_seed}, test seed {config.synth_seed + 1}"]
