@@ -19,6 +19,7 @@ import torch
 from mad.constants import IMAGE_SIZE, ROW_SAMPLES, WINDOW_ROWS
 from mad.flops import model_cost
 from mad.model import build_model
+from train.distributed import resolve_device
 
 CPU = torch.device("cpu")
 
@@ -68,14 +69,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(PLAN), choices=list(PLAN))
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats where the plan does not fix them")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)  # the check mad-train fit makes
+    except ValueError as exc:
+        parser.error(str(exc))
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            parser.error(f"--device {args.device}: CUDA is not available on this machine")
         cuda_main(args.models, device)
         return
 
