@@ -1,7 +1,8 @@
 """Classifier backends behind one small interface, chosen by file suffix (like ultralytics' AutoBackend).
 
 `.safetensors` -> `mad.load_model` run eagerly (TorchClassifier); `.pt`/`.ts`/`.torchscript` ->
-TorchScript with its embedded `mad_meta.json`; `.engine` -> TensorRT (needs the gpu extra).
+TorchScript with its embedded `mad_meta.json`; `.onnx` -> ONNX Runtime (agent/onnx_classifier.py, the
+onnx extra); `.engine` -> TensorRT on a GPU (agent/tensorrt_classifier.py, the gpu extra).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mad.constants import CLASS_NAMES, IMAGE_SIZE, ROW_SAMPLES, WINDOW_ROWS
 
 TORCHSCRIPT_META_FILE = "mad_meta.json"  # name of the `_extra_files` entry written at export
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
+MODEL_SUFFIXES = (".safetensors", *TORCHSCRIPT_SUFFIXES, ".onnx", ".engine")
 
 
 class ClassifierError(ValueError):
@@ -47,7 +49,7 @@ def check_inputs(images: np.ndarray | None, signals: np.ndarray) -> None:
         )
 
 
-def _check_class_names(names: Sequence[str], source: str) -> tuple[str, ...]:
+def check_class_names(names: Sequence[str], source: str) -> tuple[str, ...]:
     if tuple(names) != CLASS_NAMES:
         raise ClassifierError(f"{source}: class_names {list(names)} differ from the agent's {list(CLASS_NAMES)}")
     return tuple(names)
@@ -89,7 +91,7 @@ class TorchClassifier(_TorchBackend):
         self.device = _device(device)
         self.module = module.to(self.device).eval()
         self.name, self.version = name, version
-        self.class_names = _check_class_names(class_names, name)
+        self.class_names = check_class_names(class_names, name)
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str = "cpu") -> TorchClassifier:
@@ -127,7 +129,7 @@ class TorchScriptClassifier(_TorchBackend):
         if missing:
             raise ClassifierError(f"{path}: {TORCHSCRIPT_META_FILE} lacks {missing}")
         self.name, self.version = str(meta["name"]), str(meta["version"])
-        self.class_names = _check_class_names(meta["class_names"], str(path))
+        self.class_names = check_class_names(meta["class_names"], str(path))
         self.meta = meta
 
 
@@ -151,14 +153,28 @@ class FunctionClassifier:
         return probabilities
 
 
-def load_tensorrt(path: Path, device: str) -> Classifier:
+def executable_memory_allowed() -> bool:
+    """False where the process may not map writable+executable memory: systemd's
+    MemoryDenyWriteExecute=yes (deploy/mad-agent.service), or prctl(PR_SET_MDWE)."""
+    import mmap
+
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise ClassifierError(
-            f"{path}: TensorRT backend needs the gpu extra and a CUDA device (pip install 'mad-pd[gpu]')"
-        ) from None
-    raise ClassifierError(f"{path}: TensorRT engines are not supported by this build yet; use .safetensors or .pt")
+        probe = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except OSError:
+        return False
+    probe.close()
+    return True
+
+
+def fit_torch_to_process(device: str) -> bool:
+    """Turn torch's oneDNN off on a CPU where executable memory is refused; True if it did.
+
+    oneDNN JIT-compiles its conv kernels, which MemoryDenyWriteExecute forbids: every conv2d
+    then fails with "could not create a primitive". torch's own conv kernels need no JIT."""
+    if device != "cpu" or executable_memory_allowed():
+        return False
+    torch.backends.mkldnn.enabled = False
+    return True
 
 
 def load_classifier(path: Path | str, device: str = "cpu", threads: int = 0) -> Classifier:
@@ -168,15 +184,20 @@ def load_classifier(path: Path | str, device: str = "cpu", threads: int = 0) -> 
     path = Path(path)
     if threads > 0:
         torch.set_num_threads(threads)
+    fit_torch_to_process(device)
     suffix = path.suffix.lower()
-    if suffix == ".engine":
-        return load_tensorrt(path, device)
+    if suffix not in MODEL_SUFFIXES:
+        raise ClassifierError(f"{path}: unknown model suffix {suffix!r} (want {', '.join(MODEL_SUFFIXES)})")
     if not path.is_file():
         raise ClassifierError(f"{path}: model file not found")
     if suffix == ".safetensors":
         return TorchClassifier.from_checkpoint(path, device)
     if suffix in TORCHSCRIPT_SUFFIXES:
         return TorchScriptClassifier(path, device)
-    raise ClassifierError(
-        f"{path}: unknown model suffix {suffix!r} (want .safetensors, {', '.join(TORCHSCRIPT_SUFFIXES)} or .engine)"
-    )
+    if suffix == ".onnx":
+        from agent.onnx_classifier import OnnxClassifier
+
+        return OnnxClassifier(path, device, threads)
+    from agent.tensorrt_classifier import TensorRTClassifier
+
+    return TensorRTClassifier(path, device)

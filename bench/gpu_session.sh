@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything that needs an NVIDIA GPU, in one timed run (the lent-GPU sessions have minutes, not hours):
-#   1. the GPU tests (pytest -m gpu): shipped model and TorchScript on CUDA vs CPU, both training stages
-#      under bf16 autocast;
-#   2. bench/model_latency.py and bench/train_throughput.py on CUDA;
+#   1. the GPU tests (pytest -m gpu): shipped model and TorchScript on CUDA vs CPU, TensorRT engines
+#      (fp32/fp16) vs the eager model where TensorRT is installed, both training stages under bf16;
+#   2. bench/model_latency.py, bench/backend_latency.py (TensorRT engines where TensorRT is
+#      installed) and bench/train_throughput.py on CUDA;
 #   3. the demo recording replayed with the model on CUDA (MAD_MODEL__DEVICE=cuda);
 #   4. FIT_CONFIG (default configs/mad_small_step3.yaml) from FIT_INIT (default: step 2's
 #      runs/mad_small/mad_small.safetensors, carried along with its .json), with 14 workers, stopped
@@ -31,9 +32,12 @@ left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 step() { echo; echo "== [$(( $(date +%s) - START )) s] $*"; }
 
 step "GPU tests"
-timeout 150 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+timeout 300 $PY -m pytest -q -m gpu -p no:cacheprovider tests
 step "model latency on CUDA"
 timeout 90 $PY bench/model_latency.py --device cuda
+step "agent backends on CUDA (TensorRT engines are built here when TensorRT is installed)"
+$PY -c "import tensorrt; print('tensorrt', tensorrt.__version__)" || echo "no TensorRT on this machine"
+timeout 240 $PY bench/backend_latency.py --device cuda
 step "training throughput on CUDA (bf16 autocast, batch 64)"
 timeout 90 $PY bench/train_throughput.py --device cuda --batch-size 64 --steps 10 --models mad_small
 step "replay of demo/recorded.h5 on CUDA"
