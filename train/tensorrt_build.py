@@ -4,7 +4,8 @@ Engines are not portable: one is tied to the TensorRT version and the GPU (compu
 was built on, so it is built on the plant box itself and its sidecar records both
 (agent/tensorrt_classifier.py refuses a mismatch). The batch axis gets one optimisation profile
 (1 .. max_batch, tuned for opt_batch): the agent's model.batch_max should not exceed max_batch,
-and a larger batch is split. fp16 is opt-in: check it with a replay before a plant relies on it.
+and a larger batch is split. fp16 is opt-in (TensorRT 10's FP16 builder flag; TensorRT 11 removed
+it and builds fp32 here): check it with a replay before a plant relies on it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, precision: str = "fp
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
         if precision == "fp16":
+            if not hasattr(trt.BuilderFlag, "FP16"):  # TensorRT 11 builds strongly typed networks only
+                raise ExportError(f"precision='fp16': TensorRT {trt.__version__} has no FP16 builder flag (it takes "
+                                  "precision from the graph's types, and an fp16 graph export is not built); "
+                                  "use --precision fp32")
             config.set_flag(trt.BuilderFlag.FP16)
         profile = builder.create_optimization_profile()
         for index in range(network.num_inputs):
