@@ -113,6 +113,11 @@ def test_onnx_files_without_metadata_or_garbled_are_refused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(plain))
     with pytest.raises(ClassifierError, match=f"no {GRAPH_META_KEY} metadata"):
         load_classifier(plain)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ClassifierError, match="this onnxruntime has no CUDA provider"):
+            load_classifier(plain, "cuda")
 
 
 def test_engine_settings_are_checked_before_any_export(tmp_path, capsys):
