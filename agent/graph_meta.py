@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mad.runtime.graph_io import GRAPH_META_KEY, graph_input_names
+from mad.runtime.loading import parse_json_object
 
 REQUIRED_KEYS = ("name", "version", "class_names", "model_config", "signal_preprocess")
 
@@ -15,17 +16,8 @@ def parse_graph_meta(raw: str | dict[str, Any] | None, source: Path, error: type
     """The `mad_meta` JSON of an export -> dict; raises `error` naming the file and the missing key."""
     if raw is None:
         raise error(f"{source}: no {GRAPH_META_KEY} metadata (export it with mad-train export)")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise error(f"{source}: {GRAPH_META_KEY} is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise error(f"{source}: {GRAPH_META_KEY} must be a JSON object, got {type(raw).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in raw]
-    if missing:
-        raise error(f"{source}: {GRAPH_META_KEY} lacks {missing}")
-    return raw
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    return parse_json_object(text, source=source, what=GRAPH_META_KEY, required=REQUIRED_KEYS, error=error)
 
 
 def expected_inputs(meta: dict[str, Any]) -> tuple[str, ...]:

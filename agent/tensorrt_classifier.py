@@ -9,7 +9,6 @@ The signal normalisation before the graph runs in torch on the same GPU (`mad.ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from mad.runtime.graph_io import (
     prepare_graph_inputs,
     signal_preprocess_from_meta,
 )
-from mad.runtime.loading import sha256_file
+from mad.runtime.loading import parse_json_object, sha256_file
 
 REBUILD_HINT = "rebuild it on this machine: mad-train export --checkpoint <model>.safetensors --format engine"
 
@@ -40,19 +39,17 @@ def read_engine_sidecar(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ClassifierError(f"{path}: model file not found")
     sidecar = engine_sidecar_path(path)
-    try:
-        payload = json.loads(sidecar.read_text())
-    except FileNotFoundError:
-        raise ClassifierError(f"{path}: engine sidecar {sidecar} not found; {REBUILD_HINT}") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ClassifierError(f"{sidecar}: not readable JSON ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != ENGINE_FORMAT:
-        raise ClassifierError(f"{sidecar}: format must be {ENGINE_FORMAT!r}")
-    engine = payload.get("engine")
+    if not sidecar.is_file():
+        raise ClassifierError(f"{path}: engine sidecar {sidecar} not found; {REBUILD_HINT}")
+    payload = parse_json_object(sidecar.read_bytes(), source=sidecar, what="engine sidecar",
+                                required=("format", "engine", GRAPH_META_KEY), error=ClassifierError)
+    if payload["format"] != ENGINE_FORMAT:
+        raise ClassifierError(f"{sidecar}: format must be {ENGINE_FORMAT!r}, got {payload['format']!r}")
+    engine = payload["engine"]
     missing = [key for key in ("sha256", "tensorrt_version", "compute_capability", "max_batch")
                if not isinstance(engine, dict) or key not in engine]
     if missing:
-        raise ClassifierError(f"{sidecar}: engine lacks {missing}")
+        raise ClassifierError(f"{sidecar}: engine lacks {', '.join(missing)}")
     parse_graph_meta(payload.get(GRAPH_META_KEY), sidecar, ClassifierError)
     actual = sha256_file(path)
     if actual != engine["sha256"]:

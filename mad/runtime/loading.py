@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,28 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def parse_json_object(text: str | bytes, *, source: str | Path, what: str, required: Sequence[str],
+                      error: type[Exception]) -> dict[str, Any]:
+    """JSON text -> dict holding every `required` key; else `error` naming the source, what it is and the key."""
+    try:
+        value = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{source}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise error(f"{source}: {what} must be a JSON object, got {type(value).__name__}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise error(f"{source}: {what} lacks {', '.join(missing)}")
+    return value
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Parse and check the sidecar of a checkpoint (does not hash the weights)."""
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise CheckpointError(f"{sidecar}: sidecar missing (every .safetensors checkpoint needs its .json)")
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: sidecar is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{sidecar}: sidecar must be a JSON object, got {type(meta).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise CheckpointError(f"{sidecar}: sidecar lacks {', '.join(missing)}")
+    meta = parse_json_object(sidecar.read_bytes(), source=sidecar, what="sidecar", required=REQUIRED_KEYS,
+                             error=CheckpointError)
     if meta["format"] != SIDECAR_FORMAT:
         raise CheckpointError(f"{sidecar}: format is {meta['format']!r}, expected {SIDECAR_FORMAT!r}")
     if meta["version"] != SIDECAR_VERSION:

@@ -47,19 +47,19 @@ def test_engine_without_or_with_a_bad_sidecar_is_refused(tmp_path):
     with pytest.raises(ClassifierError, match=r"model\.engine\.json not found; rebuild it"):
         load_classifier(path)
     sidecar.write_text("{")
-    with pytest.raises(ClassifierError, match="not readable JSON"):
+    with pytest.raises(ClassifierError, match="engine sidecar is not valid JSON"):
         load_classifier(path)
     sidecar.write_text(json.dumps({**payload, "format": "other"}))
     with pytest.raises(ClassifierError, match=f"format must be '{ENGINE_FORMAT}'"):
         load_classifier(path)
     del payload["engine"]["tensorrt_version"]
     sidecar.write_text(json.dumps(payload))
-    with pytest.raises(ClassifierError, match=r"engine lacks \['tensorrt_version'\]"):
+    with pytest.raises(ClassifierError, match="engine lacks tensorrt_version"):
         load_classifier(path)
     payload = json.loads(_fake_engine(tmp_path).with_name("model.engine.json").read_text())
     del payload[GRAPH_META_KEY]["class_names"]
     sidecar.write_text(json.dumps(payload))
-    with pytest.raises(ClassifierError, match=r"lacks \['class_names'\]"):
+    with pytest.raises(ClassifierError, match="mad_meta lacks class_names"):
         load_classifier(path)
 
 
