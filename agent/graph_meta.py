@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mad.runtime.graph_io import GRAPH_META_KEY, graph_input_names
-from mad.runtime.loading import parse_json_object
+from mad.runtime.loading import check_json_object, parse_json_object
 
 REQUIRED_KEYS = ("name", "version", "class_names", "model_config", "signal_preprocess")
 
@@ -16,8 +15,8 @@ def parse_graph_meta(raw: str | dict[str, Any] | None, source: Path, error: type
     """The `mad_meta` JSON of an export -> dict; raises `error` naming the file and the missing key."""
     if raw is None:
         raise error(f"{source}: no {GRAPH_META_KEY} metadata (export it with mad-train export)")
-    text = raw if isinstance(raw, str) else json.dumps(raw)
-    return parse_json_object(text, source=source, what=GRAPH_META_KEY, required=REQUIRED_KEYS, error=error)
+    check = parse_json_object if isinstance(raw, str) else check_json_object
+    return check(raw, source=source, what=GRAPH_META_KEY, required=REQUIRED_KEYS, error=error)
 
 
 def expected_inputs(meta: dict[str, Any]) -> tuple[str, ...]:

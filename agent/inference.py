@@ -70,7 +70,7 @@ class _TorchBackend:
             return torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
-def _device(device: str) -> torch.device:
+def torch_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ClassifierError(f"model.device={device!r} but no CUDA device is available")
     return torch.device(device)
@@ -88,7 +88,7 @@ class TorchClassifier(_TorchBackend):
         device: str = "cpu",
         class_names: Sequence[str] = CLASS_NAMES,
     ) -> None:
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.module = module.to(self.device).eval()
         self.name, self.version = name, version
         self.class_names = check_class_names(class_names, name)
@@ -97,7 +97,7 @@ class TorchClassifier(_TorchBackend):
     def from_checkpoint(cls, path: Path, device: str = "cpu") -> TorchClassifier:
         from mad import load_model
 
-        module = load_model(path, device=_device(device))
+        module = load_model(path, device=torch_device(device))
         meta = getattr(module, "mad_meta", {})
         return cls(
             module,
@@ -112,7 +112,7 @@ class TorchScriptClassifier(_TorchBackend):
     """A TorchScript file exported with `_extra_files={"mad_meta.json": ...}` (name, version, class_names)."""
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
-        self.device = _device(device)
+        self.device = torch_device(device)
         extra_files = {TORCHSCRIPT_META_FILE: ""}
         try:
             self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra_files)

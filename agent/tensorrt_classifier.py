@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from agent.graph_meta import expected_inputs, parse_graph_meta
-from agent.inference import ClassifierError, check_class_names, check_inputs
+from agent.inference import ClassifierError, check_class_names, check_inputs, torch_device
 from mad.constants import CLASS_NAMES
 from mad.runtime.graph_io import (
     ENGINE_FORMAT,
@@ -25,7 +25,7 @@ from mad.runtime.graph_io import (
     prepare_graph_inputs,
     signal_preprocess_from_meta,
 )
-from mad.runtime.loading import parse_json_object, sha256_file
+from mad.runtime.loading import check_json_object, parse_json_object, sha256_file
 
 REBUILD_HINT = "rebuild it on this machine: mad-train export --checkpoint <model>.safetensors --format engine"
 
@@ -36,8 +36,6 @@ def engine_sidecar_path(path: Path) -> Path:
 
 def read_engine_sidecar(path: Path) -> dict[str, Any]:
     """The sidecar, checked, with the engine file's sha256 verified (no TensorRT needed)."""
-    if not path.is_file():
-        raise ClassifierError(f"{path}: model file not found")
     sidecar = engine_sidecar_path(path)
     if not sidecar.is_file():
         raise ClassifierError(f"{path}: engine sidecar {sidecar} not found; {REBUILD_HINT}")
@@ -45,12 +43,9 @@ def read_engine_sidecar(path: Path) -> dict[str, Any]:
                                 required=("format", "engine", GRAPH_META_KEY), error=ClassifierError)
     if payload["format"] != ENGINE_FORMAT:
         raise ClassifierError(f"{sidecar}: format must be {ENGINE_FORMAT!r}, got {payload['format']!r}")
-    engine = payload["engine"]
-    missing = [key for key in ("sha256", "tensorrt_version", "compute_capability", "max_batch")
-               if not isinstance(engine, dict) or key not in engine]
-    if missing:
-        raise ClassifierError(f"{sidecar}: engine lacks {', '.join(missing)}")
-    parse_graph_meta(payload.get(GRAPH_META_KEY), sidecar, ClassifierError)
+    engine = check_json_object(payload["engine"], source=sidecar, what="engine", error=ClassifierError,
+                               required=("sha256", "tensorrt_version", "compute_capability", "max_batch"))
+    parse_graph_meta(payload[GRAPH_META_KEY], sidecar, ClassifierError)
     actual = sha256_file(path)
     if actual != engine["sha256"]:
         raise ClassifierError(f"{path}: sha256 {actual[:12]}... does not match its sidecar's "
@@ -70,9 +65,7 @@ class TensorRTClassifier:
             ) from None
         if not device.startswith("cuda"):
             raise ClassifierError(f"{path}: TensorRT engines run on a GPU; set model.device to cuda (got {device!r})")
-        if not torch.cuda.is_available():
-            raise ClassifierError(f"{path}: model.device={device!r} but no CUDA device is available")
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         if build["tensorrt_version"] != trt.__version__:
             raise ClassifierError(f"{path}: built with TensorRT {build['tensorrt_version']}, this machine has "
                                   f"{trt.__version__}; {REBUILD_HINT}")

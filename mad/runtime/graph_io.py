@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from mad.constants import IMAGE_SIZE
-from mad.model.preprocess import SignalPreprocess
+from mad.model.preprocess import ImagePreprocess, SignalPreprocess
 
 IMAGES, SIGNAL_FEATURES, IMAGE_PRESENT, LOGITS = "images", "signal_features", "image_present", "logits"
 GRAPH_META_KEY = "mad_meta"  # ONNX metadata_props key / engine sidecar holding the model's metadata
 ENGINE_FORMAT = "mad-tensorrt-engine"  # the `format` of a TensorRT engine's `<name>.engine.json` sidecar
+IMAGE_PREPROCESS = ImagePreprocess(IMAGE_SIZE)  # stateless: one instance serves every backend and device
 
 
 def graph_input_names(use_image: bool, use_signal: bool) -> tuple[str, ...]:
@@ -46,7 +47,8 @@ def prepare_graph_inputs(images: np.ndarray | None, signals: np.ndarray, input_n
                          device: torch.device) -> dict[str, torch.Tensor]:
     """Agent arrays (uint8 images or None, raw-count signals) -> contiguous float32 graph inputs on `device`.
 
-    The image conversion is ImagePreprocess's own (permute, /255), so the graph sees what the eager model sees."""
+    Images go through the model's own ImagePreprocess (uint8 HWC -> float CHW / 255), so the graph sees what
+    the eager model sees."""
     batch = signals.shape[0]
     feeds: dict[str, torch.Tensor] = {}
     if IMAGES in input_names:
@@ -56,7 +58,7 @@ def prepare_graph_inputs(images: np.ndarray | None, signals: np.ndarray, input_n
             feeds[IMAGES] = torch.zeros((batch, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.float32, device=device)
         else:
             pixels = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-            feeds[IMAGES] = (pixels.permute(0, 3, 1, 2).float() / 255.0).contiguous()
+            feeds[IMAGES] = IMAGE_PREPROCESS(pixels).contiguous()
     if SIGNAL_FEATURES in input_names:
         if signal_preprocess is None:
             raise ValueError("graph takes signal_features but its metadata has no signal_preprocess")

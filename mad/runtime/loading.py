@@ -55,6 +55,12 @@ def parse_json_object(text: str | bytes, *, source: str | Path, what: str, requi
         value = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{source}: {what} is not valid JSON ({exc})") from None
+    return check_json_object(value, source=source, what=what, required=required, error=error)
+
+
+def check_json_object(value: Any, *, source: str | Path, what: str, required: Sequence[str],
+                      error: type[Exception]) -> dict[str, Any]:
+    """An already parsed JSON value -> the dict, if it is one holding every `required` key."""
     if not isinstance(value, dict):
         raise error(f"{source}: {what} must be a JSON object, got {type(value).__name__}")
     missing = [key for key in required if key not in value]
