@@ -8,7 +8,7 @@
 #   4. FIT_CONFIG (default configs/mad_small_step3.yaml) from FIT_INIT (default: step 2's
 #      runs/mad_small/mad_small.safetensors, carried along with its .json), with 14 workers, stopped
 #      at the time budget; the checkpoint, sidecar and metrics are copied to OUT.
-# Usage: BUDGET_S=540 OUT=/path bench/gpu_session.sh   (PYTHON defaults to python3)
+# Usage: BUDGET_S=540 OUT=/path bench/gpu_session.sh   (PYTHON defaults to python3; FIT=0 skips step 4)
 # Python packages the GPU image lacks can come as wheels in .whl/ (installed to /tmp/site first).
 set -u
 START=$(date +%s)
@@ -42,6 +42,11 @@ step "training throughput on CUDA (bf16 autocast, batch 64)"
 timeout 90 $PY bench/train_throughput.py --device cuda --batch-size 64 --steps 10 --models mad_small
 step "replay of demo/recorded.h5 on CUDA"
 MAD_MODEL__DEVICE=cuda timeout 60 $PY -m agent.cli replay demo/recorded.h5
+step "ONNX export replayed on CUDA (ONNX Runtime's CUDA provider where installed)"
+$PY -m train.cli export --checkpoint models/mad_small.safetensors --format onnx --out /tmp/mad_small.onnx \
+  && { MAD_MODEL__DEVICE=cuda timeout 60 $PY -m agent.cli replay demo/recorded.h5 --model /tmp/mad_small.onnx \
+       || MAD_MODEL__DEVICE=cpu timeout 60 $PY -m agent.cli replay demo/recorded.h5 --model /tmp/mad_small.onnx; }
+if [ "${FIT:-1}" = 0 ]; then step "done (FIT=0: no training step)"; ls -la "$OUT"; exit 0; fi
 FIT_CONFIG=${FIT_CONFIG:-configs/mad_small_step3.yaml}
 FIT_INIT=${FIT_INIT:-runs/mad_small/mad_small.safetensors}
 step "fit $FIT_CONFIG from $FIT_INIT for $(( $(left) - 40 )) s"
