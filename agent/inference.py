@@ -7,7 +7,6 @@ onnx extra); `.engine` -> TensorRT on a GPU (agent/tensorrt_classifier.py, the g
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from mad.constants import CLASS_NAMES, IMAGE_SIZE, ROW_SAMPLES, WINDOW_ROWS
+from mad.runtime.loading import parse_json_object
 
 TORCHSCRIPT_META_FILE = "mad_meta.json"  # name of the `_extra_files` entry written at export
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
@@ -119,15 +119,11 @@ class TorchScriptClassifier(_TorchBackend):
         except (RuntimeError, ValueError) as exc:
             raise ClassifierError(f"{path}: not a loadable TorchScript file ({exc})") from None
         self.module.eval()
-        try:
-            meta = json.loads(extra_files[TORCHSCRIPT_META_FILE] or "null")
-        except json.JSONDecodeError as exc:
-            raise ClassifierError(f"{path}: {TORCHSCRIPT_META_FILE} is not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
+        embedded = extra_files[TORCHSCRIPT_META_FILE]
+        if not embedded:
             raise ClassifierError(f"{path}: no {TORCHSCRIPT_META_FILE} embedded (export with mad-train export)")
-        missing = [key for key in ("name", "version", "class_names") if key not in meta]
-        if missing:
-            raise ClassifierError(f"{path}: {TORCHSCRIPT_META_FILE} lacks {missing}")
+        meta = parse_json_object(embedded, source=path, what=TORCHSCRIPT_META_FILE,
+                                 required=("name", "version", "class_names"), error=ClassifierError)
         self.name, self.version = str(meta["name"]), str(meta["version"])
         self.class_names = check_class_names(meta["class_names"], str(path))
         self.meta = meta

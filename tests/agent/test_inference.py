@@ -68,6 +68,18 @@ def test_torchscript_without_meta_is_refused(tmp_path):
         load_classifier(path)
 
 
+@pytest.mark.parametrize(("embedded", "message"), [
+    ("{not json", r"mad_meta\.json is not valid JSON"),
+    ("[1, 2]", r"mad_meta\.json must be a JSON object, got list"),
+    (json.dumps({"name": "x", "class_names": list(CLASS_NAMES)}), r"mad_meta\.json lacks version"),
+])
+def test_torchscript_with_bad_meta_is_refused(tmp_path, embedded, message):
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(MeanModel()), str(path), _extra_files={TORCHSCRIPT_META_FILE: embedded})
+    with pytest.raises(ClassifierError, match=message):
+        load_classifier(path)
+
+
 def test_torchscript_with_other_classes_is_refused(tmp_path):
     path = tmp_path / "model.torchscript"
     meta = {"name": "x", "version": "1", "class_names": ["a", "b", "c", "d", "e"]}
