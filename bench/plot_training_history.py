@@ -3,7 +3,9 @@ number of training windows seen, one colour per recipe step.
 
 Run: .venv/bin/python bench/plot_training_history.py [--csv models/mad_small_training_metrics.csv]
                                                      [--out docs/img/mad_small_training.png]
-The CSV is the steps' metrics.csv files concatenated with a `run` column (docs/training.md).
+The CSV is the steps' metrics.csv files concatenated with a `run` column (docs/training.md). Runs whose
+names start with the same word (`step3 (...; H200)`, `step3 (...; CPU)`) are the same step run twice
+and start at the same point.
 """
 
 from __future__ import annotations
@@ -42,12 +44,17 @@ def main() -> None:
     runs = read_history(args.csv)
     fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     seen = 0.0
+    step_start: dict[str, float] = {}  # runs of the same step (e.g. step 3 on a GPU and on the CPU) share a start
     for name, rows in runs.items():
         per_epoch = windows_per_epoch(rows)
-        x = [(seen + per_epoch * (i + 1)) / 1000 for i in range(len(rows))]
+        step = name.split()[0]
+        if step not in step_start:
+            step_start[step] = seen
+            seen += per_epoch * len(rows)
+        start = step_start[step]
+        x = [(start + per_epoch * (i + 1)) / 1000 for i in range(len(rows))]
         ax_f1.plot(x, [r["val_macro_f1"] for r in rows], "o-", label=name)
         ax_loss.plot(x, [r["train_loss"] for r in rows], "o-", label=name)
-        seen += per_epoch * len(rows)
         print(f"{name}: {len(rows)} epochs, ~{per_epoch:,.0f} windows each, best val macro-F1 "
               f"{max(r['val_macro_f1'] for r in rows):.4f}")
     ax_f1.axhline(0.99, color="grey", linestyle="--", linewidth=1, label="target 0.99")
