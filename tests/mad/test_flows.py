@@ -41,13 +41,17 @@ def test_inverse_reconstructs_input_with_random_weights(kind):
 @pytest.mark.parametrize("kind", FLOWS)
 def test_log_det_equals_slogdet_of_autograd_jacobian(kind):
     flow = _randomise(FLOWS[kind]()).double()
-    x = torch.randn(1, TOKENS, DIM, dtype=torch.float64)
+    # A seeded input: the signal flow's log-det is a signed sum that crosses zero for about 1 input in 300
+    # (|log-det| 0.064 from the global RNG failed CI once), so the "not trivially zero" check below needs a
+    # fixed point, and the Jacobian check holds for any input.
+    x = torch.randn(1, TOKENS, DIM, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     jacobian = torch.autograd.functional.jacobian(lambda v: flow(v.view(1, TOKENS, DIM))[0].reshape(-1), x.reshape(-1))
     sign, expected = torch.linalg.slogdet(jacobian)
     _, log_det = flow(x)
     assert sign > 0
     assert log_det.item() == pytest.approx(expected.item(), abs=1e-8)
     assert abs(expected.item()) > 0.1  # not trivially zero
+    assert (jacobian - torch.eye(jacobian.shape[0], dtype=jacobian.dtype)).abs().max() > 0.1  # not the identity
 
 
 @pytest.mark.parametrize("t", [1, 3, TOKENS - 1])
