@@ -33,10 +33,26 @@ class DataConfig(_Strict):
     # synth only: nuisance probabilities changed in the train split (validation, carved from it, too),
     # to oversample rare hard cases; the test split keeps the preset as it is. E.g. {multi_source_prob: 0.3}.
     synth_train_overrides: dict[str, float] = Field(default_factory=dict)
+    # synth only: PRPD rendering families (mad.data.prpd_styles) the train split (and validation, carved
+    # from it) draws its images with, one per window, uniformly (repeat a name to weight it); the test
+    # split keeps the native renderer. Empty: native only. Held-out families are for evaluation.
+    synth_prpd_families: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_overrides(self) -> DataConfig:
+        from mad.data.prpd_styles import HELD_OUT_FAMILIES, check_families
         from mad.data.synthetic import preset_variant
+
+        if self.synth_prpd_families:
+            if not self.spec.startswith("synth:"):
+                raise ValueError(f"data.synth_prpd_families applies to synth: specs only, spec is {self.spec!r}")
+            try:
+                check_families(self.synth_prpd_families)
+            except ValueError as exc:
+                raise ValueError(f"data.synth_prpd_families: {exc}") from None
+            held_out = sorted(set(self.synth_prpd_families) & set(HELD_OUT_FAMILIES))
+            if held_out:
+                raise ValueError(f"data.synth_prpd_families: {held_out} are held-out families, kept for evaluation")
 
         if self.synth_train_overrides:
             if not self.spec.startswith("synth:"):

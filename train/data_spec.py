@@ -124,11 +124,15 @@ def _open_synth(preset: str, config: DataConfig) -> tuple[Dataset, Dataset, list
     if preset not in PRESETS:
         raise DataSpecError(f"synth:{preset}: unknown synthetic preset; known: {sorted(PRESETS)}")
     train_preset = preset_variant(preset, config.synth_train_overrides) if config.synth_train_overrides else preset
-    train = SyntheticDataset(train_preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz)
+    train = SyntheticDataset(train_preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz,
+                             prpd_families=config.synth_prpd_families)
     test = SyntheticDataset(preset, config.synth_seed + 1, config.synth_test, power_freq_hz=config.power_freq_hz)
     notes = [f"synthetic {preset}: train seed {config.synth_seed}, test seed {config.synth_seed + 1}"]
     if config.synth_train_overrides:
         notes.append(f"train and validation windows: {train_preset.description}; test: {preset} as it is")
+    if config.synth_prpd_families:
+        notes.append(f"train and validation PRPDs drawn by the families {list(config.synth_prpd_families)}; "
+                     "test: the native renderer")
     return train, test, notes
 
 

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import Dataset
 
 from mad.constants import DEFAULT_POWER_FREQ_HZ
-from mad.data.synthetic import Preset, check_non_negative_int, check_preset, generate_window
+from mad.data.prpd_styles import check_families
+from mad.data.synthetic import Preset, check_non_negative_int, check_preset, generate_window, pick_family
 
 
 def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> dict[str, torch.Tensor]:
@@ -21,12 +22,18 @@ def make_item(image: np.ndarray, series: np.ndarray, label: int, index: int) -> 
 
 
 class SyntheticDataset(Dataset):
-    """Windows generated on the fly (no disk); item i is generate_window(preset, seed, i)."""
+    """Windows generated on the fly (no disk); item i is generate_window(preset, seed, i).
 
-    def __init__(self, preset: str | Preset, seed: int, n: int, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> None:
+    `prpd_families` (mad.data.prpd_styles): item i's PRPD is drawn by one of these rendering families,
+    picked per index from a seeded stream; empty = the native renderer only.
+    """
+
+    def __init__(self, preset: str | Preset, seed: int, n: int, power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
+                 prpd_families: tuple[str, ...] | list[str] = ()) -> None:
         check_preset(preset)  # a name, or a variant from preset_variant (a frozen dataclass: workers pickle it)
         self.preset, self.seed, self.n = preset, check_non_negative_int("seed", seed), check_non_negative_int("n", n)
         self.power_freq_hz = float(power_freq_hz)
+        self.prpd_families = check_families(tuple(prpd_families))
 
     def __len__(self) -> int:
         return self.n
@@ -34,5 +41,6 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} out of range for {self.n} windows")
-        window = generate_window(self.preset, self.seed, index, power_freq_hz=self.power_freq_hz)
+        family = pick_family(self.preset, self.seed, index, self.prpd_families) if self.prpd_families else None
+        window = generate_window(self.preset, self.seed, index, power_freq_hz=self.power_freq_hz, prpd_family=family)
         return make_item(window.image, window.series, window.label, index)

@@ -175,22 +175,71 @@ def render_prpd_from_series(
     return _colourise(counts, n_cycles, draw_sine)
 
 
+def amplitude_edges(n_amp: int, full_scale: float, scale: str = "linear", floor: float | None = None) -> np.ndarray:
+    """Bin edges (n_amp + 1, increasing) of an instrument's amplitude axis, in its own unit.
+
+    linear: 0 .. full_scale in equal steps; log: `floor` .. full_scale in equal dB steps (a log axis
+    cannot start at 0: its lowest edge is the instrument's floor).
+    """
+    if isinstance(n_amp, bool) or int(n_amp) != n_amp or not 1 <= n_amp <= 4096:
+        raise ValueError(f"n_amp must be an integer in 1..4096, got {n_amp!r}")
+    if not (np.isfinite(full_scale) and full_scale > 0):
+        raise ValueError(f"full_scale must be finite and > 0, got {full_scale!r}")
+    if scale == "linear":
+        return np.linspace(0.0, float(full_scale), int(n_amp) + 1)
+    if scale == "log":
+        if floor is None or not (np.isfinite(floor) and 0 < floor < full_scale):
+            raise ValueError(f"a log amplitude axis needs 0 < floor < full_scale, got floor={floor!r}, "
+                             f"full_scale={full_scale!r}")
+        return np.geomspace(float(floor), float(full_scale), int(n_amp) + 1)
+    raise ValueError(f"amplitude scale must be 'linear' or 'log', got {scale!r}")
+
+
+def bin_overlap(lo: np.ndarray, hi: np.ndarray, n_pixels: int, pixel: float) -> np.ndarray:
+    """(bins, n_pixels): the share of each bin [lo, hi) that falls in pixel k = [k, k+1) * `pixel`.
+
+    Rows sum to 1 for bins inside the axis, so spreading a bin's count over its pixels keeps the total.
+    """
+    left = np.arange(n_pixels) * pixel
+    inside = np.clip(np.minimum(hi[:, None], left[None, :] + pixel) - np.maximum(lo[:, None], left[None, :]), 0, None)
+    width = np.maximum(hi - lo, 1e-12)
+    return inside / width[:, None]
+
+
 def render_prpd_from_matrix(
-    counts: np.ndarray, n_cycles: float = REFERENCE_CYCLES, *, draw_sine: bool = True
+    counts: np.ndarray,
+    n_cycles: float = REFERENCE_CYCLES,
+    *,
+    amplitude_edges: np.ndarray | None = None,
+    draw_sine: bool = True,
 ) -> np.ndarray:
-    """PRPD image from an instrument's count matrix (n_phase, n_amp), amplitude bin 0 = smallest."""
+    """An instrument's count matrix redrawn in this project's convention (the style the model knows).
+
+    counts: (n_phase, n_amp) pulse counts, phase bin 0 starting at 0 deg, amplitude bin 0 the smallest.
+    amplitude_edges: (n_amp + 1) increasing edges of the amplitude bins in the instrument's unit (linear,
+    dB-spaced or quantised alike: see `amplitude_edges`); default equal linear bins. The unit does not
+    matter: as for pulse events, the top of the image is 1.1 x the upper edge of the highest occupied
+    bin (per-window scale). Each cell's count is spread evenly over the pixels its phase and amplitude
+    span, so totals are kept and a coarse matrix is not drawn as isolated dots.
+    """
     matrix = np.asarray(counts, dtype=np.float64)
     if matrix.ndim != 2 or min(matrix.shape) < 1:
         raise ValueError(f"counts must be a 2-D (n_phase, n_amp) matrix, got shape {matrix.shape}")
     if not np.all(np.isfinite(matrix)) or (matrix < 0).any():
         raise ValueError("counts must be finite and >= 0")
     n_phase, n_amp = matrix.shape
-    phase_idx = np.arange(IMAGE_SIZE) * n_phase // IMAGE_SIZE
-    amp_idx = (IMAGE_SIZE - 1 - np.arange(IMAGE_SIZE)) * n_amp // IMAGE_SIZE
-    # Spread each cell's count over the pixels it covers so the total stays the same.
-    pixels_per_cell = (IMAGE_SIZE / n_phase) * (IMAGE_SIZE / n_amp)
-    grid = matrix[phase_idx[None, :], amp_idx[:, None]] / max(pixels_per_cell, 1.0)
-    return _colourise(grid, n_cycles, draw_sine)
+    edges = np.arange(n_amp + 1, dtype=np.float64) if amplitude_edges is None else np.asarray(
+        amplitude_edges, dtype=np.float64)
+    if edges.shape != (n_amp + 1,) or not np.all(np.isfinite(edges)) or edges[0] < 0 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"amplitude_edges must be {n_amp + 1} finite, increasing values >= 0 for {n_amp} amplitude "
+                         f"bins, got shape {edges.shape}")
+    occupied = np.flatnonzero(matrix.sum(axis=0) > 0)
+    top = FULL_SCALE_HEADROOM * float(edges[occupied[-1] + 1]) if occupied.size else float(edges[-1])
+    phase_edges = np.arange(n_phase + 1) * (IMAGE_SIZE / n_phase)
+    phase_share = bin_overlap(phase_edges[:-1], phase_edges[1:], IMAGE_SIZE, 1.0)  # (n_phase, W)
+    amp_share = bin_overlap(edges[:-1], edges[1:], IMAGE_SIZE, top / IMAGE_SIZE)  # (n_amp, H) bottom row first
+    grid = amp_share.T @ matrix.T @ phase_share  # (H bottom-up, W)
+    return _colourise(grid[::-1], n_cycles, draw_sine)
 
 
 def window_cycles(power_freq_hz: float = DEFAULT_POWER_FREQ_HZ) -> float:

@@ -11,6 +11,7 @@ Every draw comes from np.random.Generator(PCG64) seeded by SeedSequence over int
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +26,15 @@ from mad.constants import (
     WINDOW_SAMPLES,
     WINDOW_SECONDS,
 )
-from mad.data.prpd import DETECT_THRESHOLD_SIGMA, render_prpd_from_events
+from mad.data.prpd import DETECT_THRESHOLD_SIGMA
+from mad.data.prpd_styles import PrpdStyle, check_families, draw_style, render_styled
 
 GENERATOR_VERSION = 2  # 2: sensor noise drawn from a fixed Gaussian table (4x faster)
 NORMAL, NOISE, SURFACE, CORONA, VOID = range(NUM_CLASSES)
 ADC_MAX = 4095  # the real ADC range is unknown; 12 bits leaves the fixture's scale far from saturation
 _PRESET_IDS = {"easy": 1, "standard": 2, "hard": 3}
 _STREAM_DOMAIN = 7  # separates stream seeds from window seeds
+_STYLE_WORD, _FAMILY_WORD = 4, 5  # stream words of a window's PRPD style and of its family pick
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ def _synthesize(
     interference: list[dict[str, Any]],
     power_freq_hz: float,
     t_start: float,
+    prpd_style: PrpdStyle | None = None,
+    style_rng: np.random.Generator | None = None,
 ) -> tuple[SyntheticWindow, PulseEvents]:
     sigma, gain = sensor["noise_sigma"], sensor["gain"]
     f_act = power_freq_hz + sensor["freq_dev_hz"]
@@ -351,9 +356,8 @@ def _synthesize(
     shown = series.reshape(-1)[index].astype(np.float64) - sensor["baseline"]
     visible = shown > DETECT_THRESHOLD_SIGMA * sigma
     observed_phase = np.mod(360.0 * power_freq_hz * events.time_s[visible], 360.0)  # renderer's reference
-    image = render_prpd_from_events(
-        observed_phase, shown[visible], WINDOW_SECONDS * power_freq_hz, noise_sigma=sigma
-    )
+    image = render_styled(observed_phase, shown[visible], WINDOW_SECONDS * power_freq_hz, sigma, prpd_style,
+                          style_rng if style_rng is not None else np.random.default_rng(0))
     params = {
         "generator_version": GENERATOR_VERSION,
         "label": label,
@@ -394,12 +398,28 @@ def _window_plan(preset: str | Preset, seed: int, index: int, label: int | None,
                      interference=interference, power_freq_hz=power_freq_hz, t_start=0.0), extra
 
 
+def pick_family(preset: str | Preset, seed: int, index: int, families: tuple[str, ...]) -> str:
+    """The PRPD rendering family of window `index` when a data set mixes `families` (seeded, uniform)."""
+    if len(families) == 1:
+        return families[0]
+    rng = _rng(_PRESET_IDS[check_preset(preset).name], seed, _FAMILY_WORD, index)
+    return families[int(rng.integers(len(families)))]
+
+
 def generate_window_events(
     preset: str | Preset, seed: int, index: int, *, label: int | None = None,
-    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
+    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ, prpd_family: str | None = None,
 ) -> tuple[SyntheticWindow, PulseEvents]:
     """generate_window plus the pulse events behind it (for tests and figures)."""
     rng, plan, extra = _window_plan(preset, seed, index, label, power_freq_hz)
+    if prpd_family is not None and prpd_family != "native":
+        # The style has its own stream: the series, the label and the events stay those of the native window.
+        check_families([prpd_family])
+        style_rng = _rng(_PRESET_IDS[check_preset(preset).name], seed, _STYLE_WORD, index,
+                         zlib.crc32(prpd_family.encode()))
+        plan.update(prpd_style=draw_style(prpd_family, style_rng), style_rng=style_rng)
+        extra["prpd_family"] = prpd_family
+        extra["prpd_style"] = dataclasses.asdict(plan["prpd_style"]) if plan["prpd_style"] else None
     window, events = _synthesize(rng, **plan)
     window.params.update(extra)
     return window, events
@@ -407,10 +427,12 @@ def generate_window_events(
 
 def generate_window(
     preset: str | Preset, seed: int, index: int, *, label: int | None = None,
-    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ,
+    power_freq_hz: float = DEFAULT_POWER_FREQ_HZ, prpd_family: str | None = None,
 ) -> SyntheticWindow:
-    """One 20 s window; a pure function of (preset, seed, index) (and label / power_freq_hz if given)."""
-    return generate_window_events(preset, seed, index, label=label, power_freq_hz=power_freq_hz)[0]
+    """One 20 s window; a pure function of (preset, seed, index) (and label / power_freq_hz / PRPD family
+    if given). `prpd_family` (mad.data.prpd_styles) changes only how the PRPD image is drawn."""
+    return generate_window_events(preset, seed, index, label=label, power_freq_hz=power_freq_hz,
+                                  prpd_family=prpd_family)[0]
 
 
 def generate_stream_segment(

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from mad.data.aihub import AIHubDataset, AIHubFormatError, read_aihub_sample, scan_aihub
 from mad.data.h5dataset import H5Dataset, write_training_h5
-from mad.data.prpd import detect_pulses, render_prpd_from_matrix, render_prpd_from_series
+from mad.data.prpd import detect_pulses, render_prpd_from_series
 from mad.data.recording import RecordingFormatError, RecordingWriter, read_recording
 from mad.data.synthetic import CORONA, generate_window
 from train.commands.synth import write_aihub_folder
@@ -36,16 +36,6 @@ def test_series_rendering_agrees_with_the_generator_image():
     own = w.image.any(axis=2).sum(axis=0) > 0
     again = rendered.any(axis=2).sum(axis=0) > 0
     assert rendered.shape == (256, 256, 3) and (own & again).sum() > 0.8 * own.sum()
-
-
-def test_matrix_rendering_puts_high_amplitude_at_the_top():
-    counts = np.zeros((64, 64))
-    counts[48, 60] = 10  # phase ~270 deg, near full scale
-    image = render_prpd_from_matrix(counts, draw_sine=False)
-    rows, cols = np.nonzero(image.any(axis=2))
-    assert rows.max() < 20 and 190 < cols.mean() < 200
-    with pytest.raises(ValueError, match="2-D"):
-        render_prpd_from_matrix(np.zeros(5))
 
 
 @pytest.mark.skipif(not FIXTURE.is_dir(), reason="../shared/fixtures/aihub-sample not present beside the repo")
