@@ -219,8 +219,9 @@ def render_prpd_from_matrix(
     amplitude_edges: (n_amp + 1) increasing edges of the amplitude bins in the instrument's unit (linear,
     dB-spaced or quantised alike: see `amplitude_edges`); default equal linear bins. The unit does not
     matter: as for pulse events, the top of the image is 1.1 x the upper edge of the highest occupied
-    bin (per-window scale). Each cell's count is spread evenly over the pixels its phase and amplitude
-    span, so totals are kept and a coarse matrix is not drawn as isolated dots.
+    bin (per-window scale), and at least 10 x the lowest occupied amplitude (the threshold). Each cell's
+    count is spread evenly over the pixels its phase and amplitude span, so totals are kept and a coarse
+    matrix is not drawn as isolated dots.
     """
     matrix = np.asarray(counts, dtype=np.float64)
     if matrix.ndim != 2 or min(matrix.shape) < 1:
@@ -234,7 +235,15 @@ def render_prpd_from_matrix(
         raise ValueError(f"amplitude_edges must be {n_amp + 1} finite, increasing values >= 0 for {n_amp} amplitude "
                          f"bins, got shape {edges.shape}")
     occupied = np.flatnonzero(matrix.sum(axis=0) > 0)
-    top = FULL_SCALE_HEADROOM * float(edges[occupied[-1] + 1]) if occupied.size else float(edges[-1])
+    if occupied.size:
+        # As for events, the full scale is at least 10x the detection threshold (50 / 5 sigma), so a quiet
+        # window's few threshold crossings stay near the bottom instead of being drawn as a strong pattern.
+        # A matrix carries no noise level: the centre of the lowest occupied bin stands for the threshold.
+        threshold = 0.5 * float(edges[occupied[0]] + edges[occupied[0] + 1])
+        top = max(FULL_SCALE_HEADROOM * float(edges[occupied[-1] + 1]),
+                  MIN_FULL_SCALE_SIGMA / DETECT_THRESHOLD_SIGMA * threshold)
+    else:
+        top = float(edges[-1])
     phase_edges = np.arange(n_phase + 1) * (IMAGE_SIZE / n_phase)
     phase_share = bin_overlap(phase_edges[:-1], phase_edges[1:], IMAGE_SIZE, 1.0)  # (n_phase, W)
     amp_share = bin_overlap(edges[:-1], edges[1:], IMAGE_SIZE, top / IMAGE_SIZE)  # (n_amp, H) bottom row first
