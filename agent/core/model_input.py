@@ -6,14 +6,14 @@ import numpy as np
 
 from agent.core.windowing import ClosedWindow
 from mad.constants import ROW_SAMPLES, WINDOW_ROWS, WINDOW_SAMPLES
+from mad.data.resample import peak_hold_resample
 
 
 def to_model_signal(window: ClosedWindow) -> np.ndarray:
-    """(20, 7680) float32; a sensor at another rate is linearly resampled over the same 20 s."""
+    """(20, 7680) float32. A sensor at another rate is brought to 7,680 Hz over the same 20 s by
+    `peak_hold_resample` (the one resampler: `mad-agent record --rate` uses it too), which keeps every
+    pulse at its amplitude within one output sample; interpolation would drop most of them."""
     samples = window.samples
     if samples.shape[0] != WINDOW_SAMPLES:
-        # Both grids span the window; sample k sits at k / rate seconds from its start.
-        source_t = np.arange(samples.shape[0], dtype=np.float64) / samples.shape[0]
-        target_t = np.arange(WINDOW_SAMPLES, dtype=np.float64) / WINDOW_SAMPLES
-        samples = np.interp(target_t, source_t, samples).astype(np.float32)
+        samples = peak_hold_resample(samples, WINDOW_SAMPLES)
     return samples.reshape(WINDOW_ROWS, ROW_SAMPLES)

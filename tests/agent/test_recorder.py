@@ -102,3 +102,78 @@ def test_simulate_broker_record_roundtrip(mqtt_broker, tmp_path, until):
             np.testing.assert_array_equal(stream.prpd_start_ns, [START_NS, START_NS + 20 * 10**9])
             for w in range(2):
                 np.testing.assert_array_equal(stream.read_frame(w), truth[w].image)
+
+
+# ---- --rate: stored at another rate through the agent's own resampler -----------------------------------
+
+
+def native_stream(rate: int, seconds: int, seed: int = 0) -> np.ndarray:
+    """int16 floor (uniform +-3 counts: far below the peak-hold gate) with large pulses of both signs."""
+    rng = np.random.default_rng(seed)
+    series = 30 + rng.integers(-3, 4, rate * seconds)
+    spacing = series.size // 40  # > 3 output samples apart at any rate here: one pulse per output bin
+    where = np.arange(40) * spacing + rng.integers(0, spacing // 2, 40)
+    series[where] = np.where(np.arange(40) % 2, 400, -300)
+    return series.astype(np.int16)
+
+
+@pytest.mark.parametrize("rate", [76_800, 1_000_000, 3_840])
+def test_rate_option_stores_the_agents_conversion_of_the_series(tmp_path, rate):
+    """1 s chunks in, 7,680 Hz out: the file holds exactly what peak_hold_resample makes of the whole series
+    (the converter's blocks end on common grid boundaries), with the pulses at their amplitude."""
+    from mad.data.resample import peak_hold_resample
+
+    series = native_stream(rate, 4)
+    out = tmp_path / "r.h5"
+    with RecordingWriter(out) as writer:
+        recorder = Recorder(writer, rate_hz=7680)
+        for second in range(4):
+            recorder.handle(chunk("a", second, START_NS + second * 10**9, series[second * rate:(second + 1) * rate],
+                                  rate=rate))
+        recorder.flush()
+    with read_recording(out) as recording:
+        stream = recording.sensors["a"]
+        stored = stream.read_samples(0, stream.n_samples)
+        assert stream.sample_rate_hz == 7680.0 and stream.start_time_ns == START_NS
+    expected = peak_hold_resample(series, 4 * 7680)
+    np.testing.assert_array_equal(stored, expected)
+    if rate > 7680:  # every pulse kept (upsampling holds each twice)
+        assert np.count_nonzero(stored == 400) == 20 and np.count_nonzero(stored == -300) == 20
+    assert dict(recorder.report.chunks) == {"a": 4} and not recorder.report.problems
+
+
+def test_rate_option_fills_gaps_before_converting_and_flushes_the_tail(tmp_path):
+    rate = 76_800
+    out = tmp_path / "r.h5"
+    with RecordingWriter(out) as writer:
+        recorder = Recorder(writer, rate_hz=7680)
+        recorder.handle(chunk("a", 0, START_NS, np.full(rate, 30, np.int16), rate=rate))
+        recorder.handle(chunk("a", 1, START_NS + 2 * 10**9, np.full(rate // 2 + 5, 31, np.int16), rate=rate))
+        recorder.flush()
+    with read_recording(out) as recording:
+        stream = recording.sensors["a"]
+        stored = stream.read_samples(0, stream.n_samples)
+    # 1 s, 1 s of gap filled with the next chunk's median, then 0.5 s + 5 native samples: the tail's
+    # 3,840.5 output samples round to 3,840 at the end of the recording.
+    assert stored.size == 7680 * 2 + 3840
+    assert (stored[:7680] == 30).all() and (stored[7680:] == 31).all()
+    assert recorder.report.gap_samples == rate and recorder.report.problems["gap_filled"] == 1
+
+
+def test_rate_option_refuses_a_sensor_the_agent_could_not_window(tmp_path):
+    with RecordingWriter(tmp_path / "r.h5") as writer:
+        recorder = Recorder(writer, rate_hz=7680)
+        recorder.handle(chunk("a", 0, START_NS, np.zeros(100, np.int16), rate=1000.01))
+        recorder.flush()
+    assert recorder.report.problems == {"rate_not_convertible": 1} and not recorder.report.chunks
+    with pytest.raises(ValueError, match=r"rate_hz=0\.0 must be > 0"):
+        Recorder(writer, rate_hz=0.0)
+
+
+@pytest.mark.parametrize("bad", ["0", "-7680", "7680.01", "nan"])
+def test_record_cli_refuses_a_bad_rate_before_connecting(tmp_path, capsys, bad):
+    from agent.cli import main as agent_main
+
+    code = agent_main(["record", "--broker", "mqtt://127.0.0.1:1", "--out", str(tmp_path / "r.h5"),
+                       "--duration", "1", "--rate", bad])
+    assert code == 2 and "--rate" in capsys.readouterr().err and not (tmp_path / "r.h5").exists()
