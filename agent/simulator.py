@@ -1,7 +1,8 @@
 """Synthetic PD sensors on the wire: the demo source and the load generator for `mad-agent simulate`.
 
 Each sensor streams `chunk_s` chunks of 7,680 samples/s (the wire's PD chunk) and, when a 20 s window
-ends, one PRPD frame (PNG) rendered by the generator for that window. Faults follow the same schedule
+ends, one PRPD frame: a PNG rendered by the generator for that window, or (`prpd_format="matrix"`) a
+count matrix of the window's pulses, as many instruments export it. Faults follow the same schedule
 JSON as `mad-train synth-recording` (its parser is reused). Event time starts at a window boundary
 and runs `speed` times faster than the wall clock; the agent's core only uses event time.
 
@@ -27,11 +28,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import wire
 from mad.constants import DEFAULT_POWER_FREQ_HZ, SAMPLE_RATE_HZ, WINDOW_SECONDS
+from mad.data.prpd import FULL_SCALE_HEADROOM, MIN_FULL_SCALE_SIGMA, detect_pulses, noise_floor
 from mad.data.schedule import ScheduleError, default_schedule, parse_schedule, sensor_steps, state_at
 from mad.data.synthetic import PRESETS, generate_stream_segment
 
 WINDOW_NS = WINDOW_SECONDS * 1_000_000_000
 POOL_INTENSITY = 0.8  # pooled windows ignore the schedule's intensity ramp
+PRPD_FORMATS = ("png", "matrix")
+DEFAULT_MATRIX_BINS = (128, 64)  # phase x amplitude: a common instrument export
 
 
 class SimulationError(ValueError):
@@ -116,19 +120,52 @@ def load_schedule(raw: object | None, sensors: int, duration_s: float) -> dict[i
 @dataclass(frozen=True)
 class SimulatedWindow:
     series: np.ndarray  # (20, 7680) int16
-    png: bytes
+    png: bytes | None  # the generator's PRPD image (prpd_format "png")
     label: int
+    counts: np.ndarray | None = None  # (n_phase, n_amp) pulse counts (prpd_format "matrix")
+    full_scale: float = 0.0  # upper edge of the matrix's linear amplitude axis, ADC counts above baseline
+
+
+def prpd_counts(
+    series: np.ndarray, power_freq_hz: float, n_phase: int, n_amp: int
+) -> tuple[np.ndarray, float]:
+    """A window's pulses as an instrument's count matrix: (n_phase, n_amp) counts and the full scale.
+
+    The pulses are the renderer's own (`detect_pulses`), phase 0 at the window's first sample as in
+    the generator's images; the linear amplitude axis runs to the window's own maximum (with the
+    renderer's headroom and 50-sigma minimum), as instruments with an auto range do.
+    """
+    flat = np.asarray(series).reshape(-1)
+    _, sigma = noise_floor(flat)
+    index, amplitude = detect_pulses(flat)
+    top = FULL_SCALE_HEADROOM * float(amplitude.max()) if amplitude.size else 0.0
+    full_scale = max(top, MIN_FULL_SCALE_SIGMA * sigma)
+    phase = np.mod(index * (power_freq_hz / SAMPLE_RATE_HZ), 1.0)
+    phase_bin = np.minimum((phase * n_phase).astype(np.int64), n_phase - 1)
+    amp_bin = np.clip((amplitude / full_scale * n_amp).astype(np.int64), 0, n_amp - 1)
+    counts = np.bincount(phase_bin * n_amp + amp_bin, minlength=n_phase * n_amp).reshape(n_phase, n_amp)
+    dtype = np.uint16 if counts.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
+    return counts.astype(dtype), full_scale
 
 
 class WindowSource:
     """Windows per (sensor, window index): fresh from the generator, or cycled from a per-class pool."""
 
-    def __init__(self, preset: str, seed: int, power_freq_hz: float, pool: int = 0) -> None:
+    def __init__(self, preset: str, seed: int, power_freq_hz: float, pool: int = 0, prpd_format: str = "png",
+                 matrix_bins: tuple[int, int] = DEFAULT_MATRIX_BINS) -> None:
         if preset not in PRESETS:
             raise SimulationError(f"preset {preset!r}: expected one of {sorted(PRESETS)}")
         if pool < 0:
             raise SimulationError(f"pool={pool}: must be >= 0 (0 = no pool)")
+        if prpd_format not in PRPD_FORMATS:
+            raise SimulationError(f"prpd_format={prpd_format!r}: expected one of {list(PRPD_FORMATS)}")
+        limits = wire.DEFAULT_LIMITS
+        if len(matrix_bins) != 2 or not all(limits.min_matrix_bins <= b <= limits.max_matrix_bins
+                                            for b in matrix_bins):
+            raise SimulationError(f"matrix_bins={matrix_bins!r}: expected (phase, amplitude) bins, each "
+                                  f"{limits.min_matrix_bins}..{limits.max_matrix_bins}")
         self.preset, self.seed, self.power_freq_hz, self.pool = preset, seed, power_freq_hz, pool
+        self.prpd_format, self.matrix_bins = prpd_format, (int(matrix_bins[0]), int(matrix_bins[1]))
         self._pools: dict[int, list[SimulatedWindow]] = {}
 
     def window(self, sensor_index: int, window_index: int, label: int, intensity: float) -> SimulatedWindow:
@@ -142,6 +179,9 @@ class WindowSource:
     def _make(self, sensor_index: int, window_index: int, label: int, intensity: float) -> SimulatedWindow:
         window = generate_stream_segment(self.preset, self.seed, sensor_index, window_index, label, intensity,
                                          self.power_freq_hz)
+        if self.prpd_format == "matrix":  # no PNG to encode: the agent draws the matrix itself
+            counts, full_scale = prpd_counts(window.series, self.power_freq_hz, *self.matrix_bins)
+            return SimulatedWindow(window.series, None, label, counts, full_scale)
         return SimulatedWindow(window.series, wire.image_to_png(window.image), label)
 
 
@@ -246,7 +286,14 @@ def plan_messages(config: SimulationConfig, source: WindowSource) -> Iterator[Me
             continue  # the stream started in this window's last chunk: none of it went out, so no frame
         for s, window in enumerate(windows):
             yield Message(due_s, config.topics.for_sensor("prpd", config.sensor_id(s)),
-                          wire.encode_prpd_frame(window_start_ns, window.png))
+                          _prpd_payload(window, window_start_ns, config.power_freq_hz))
+
+
+def _prpd_payload(window: SimulatedWindow, window_start_ns: int, power_freq_hz: float) -> bytes:
+    if window.counts is not None:
+        return wire.encode_prpd_matrix(window_start_ns, window.counts, WINDOW_SECONDS * power_freq_hz,
+                                       window.full_scale)
+    return wire.encode_prpd_frame(window_start_ns, window.png or b"")  # png is set whenever counts is not
 
 
 @dataclass

@@ -19,6 +19,7 @@ from PIL import Image
 
 from agent.core.types import PrpdFrame, SampleChunk
 from mad.constants import IMAGE_SIZE
+from mad.data.prpd import amplitude_edges, render_prpd_from_matrix
 
 WIRE_VERSION = 1
 
@@ -44,10 +45,31 @@ PRPD_HEADER = struct.Struct("<4sBBHqI")
 IMAGE_FORMATS: dict[int, str] = {1: "PNG", 2: "JPEG"}
 IMAGE_FORMAT_CODES: dict[str, int] = {name: code for code, name in IMAGE_FORMATS.items()}
 
+# ---- PRPD count matrix: fixed 36-byte little-endian header, then n_phase x n_amp counts (phase-major) ------
+# Real instruments export a PRPD as counts per (phase bin, amplitude bin); the agent redraws it with the
+# project's renderer so the model always sees one drawing style, whatever the vendor's screen looks like.
+PRPD_MATRIX_MAGIC = b"MADM"
+# magic, version, counts dtype code, flags (must be 0), window start ns, n_phase, n_amp, amplitude scale code,
+# reserved (must be 0), amplitude full scale, amplitude floor, n_cycles
+PRPD_MATRIX_HEADER = struct.Struct("<4sBBHqHHHHfff")
+# Codes shared with the PD chunk's dtype table where they overlap (3, 4, 5); 7 is counts-only.
+COUNT_DTYPES: dict[int, np.dtype] = {
+    5: np.dtype("u1"),
+    3: np.dtype("<u2"),
+    7: np.dtype("<u4"),
+    4: np.dtype("<f4"),
+}
+COUNT_DTYPE_CODES: dict[str, int] = {dt.name: code for code, dt in COUNT_DTYPES.items()}
+AMPLITUDE_SCALES: dict[int, str] = {1: "linear", 2: "log"}
+AMPLITUDE_SCALE_CODES: dict[str, int] = {name: code for code, name in AMPLITUDE_SCALES.items()}
+MATRIX_FORMAT = "matrix"  # the `mad-format` user property value of a count matrix
+
 # MQTT v5 alternative: raw samples / raw image as the payload, the header fields as user properties.
 PROP_PREFIX = "mad-"
 PD_PROPERTIES = ("version", "seq", "t0-ns", "rate-hz", "power-hz", "dtype", "count")
 PRPD_PROPERTIES = ("version", "window-start-ns", "format")
+PRPD_MATRIX_PROPERTIES = ("version", "window-start-ns", "format", "dtype", "n-phase", "n-amp", "amp-scale",
+                          "full-scale", "floor", "n-cycles")
 
 SENSOR_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # 2000-01-01 .. 2200-01-01 in UTC ns: anything outside is a broken sensor clock, not a measurement.
@@ -87,6 +109,13 @@ class WireLimits:
     min_power_freq_hz: float = 15.0  # 16.7 Hz railway .. 60 Hz grid, with margin
     max_power_freq_hz: float = 100.0
     max_future_skew_ns: int = 24 * 3600 * 10**9  # only checked when the caller passes now_ns
+    # PRPD count matrices: instruments use 32..400 phase and 32..256 amplitude bins; 8..1024 leaves margin
+    # while bounding the redraw (a 1024 x 1024 matrix takes ~30 ms; its bytes are also capped by the payload).
+    min_matrix_bins: int = 8
+    max_matrix_bins: int = 1024
+    # Supply cycles a matrix was accumulated over: one cycle up to ~28 h at 100 Hz (instruments: seconds..minutes).
+    min_matrix_cycles: float = 1.0
+    max_matrix_cycles: float = 1e7
 
 
 DEFAULT_LIMITS = WireLimits()
@@ -177,6 +206,47 @@ def prpd_user_properties(window_start_ns: int, image_format: str = "PNG") -> lis
     return [(PROP_PREFIX + key, str(value)) for key, value in zip(PRPD_PROPERTIES, values, strict=True)]
 
 
+def _count_code(counts: np.ndarray) -> int:
+    code = COUNT_DTYPE_CODES.get(counts.dtype.name)
+    if code is None or counts.ndim != 2:
+        raise ValueError(f"counts: dtype {counts.dtype} / shape {counts.shape} not encodable; "
+                         f"use 2-D (n_phase, n_amp) {list(COUNT_DTYPE_CODES)}")
+    return code
+
+
+def encode_prpd_matrix(
+    window_start_ns: int,
+    counts: np.ndarray,
+    n_cycles: float,
+    full_scale: float,
+    amplitude_scale: str = "linear",
+    floor: float = 0.0,
+) -> bytes:
+    """One PRPD count-matrix frame: header + counts (n_phase, n_amp), phase-major, little-endian."""
+    counts = np.asarray(counts)
+    code = _count_code(counts)
+    n_phase, n_amp = counts.shape
+    header = PRPD_MATRIX_HEADER.pack(PRPD_MATRIX_MAGIC, WIRE_VERSION, code, 0, window_start_ns, n_phase, n_amp,
+                                     AMPLITUDE_SCALE_CODES[amplitude_scale], 0, full_scale, floor, n_cycles)
+    return header + np.ascontiguousarray(counts, dtype=COUNT_DTYPES[code]).tobytes()
+
+
+def prpd_matrix_user_properties(
+    window_start_ns: int,
+    counts: np.ndarray,
+    n_cycles: float,
+    full_scale: float,
+    amplitude_scale: str = "linear",
+    floor: float = 0.0,
+) -> list[tuple[str, str]]:
+    """MQTT v5 user properties for a raw-counts payload (`counts.astype('<dtype').tobytes()`, phase-major)."""
+    counts = np.asarray(counts)
+    _count_code(counts)
+    values = (WIRE_VERSION, window_start_ns, MATRIX_FORMAT, counts.dtype.name, counts.shape[0], counts.shape[1],
+              amplitude_scale, repr(float(full_scale)), repr(float(floor)), repr(float(n_cycles)))
+    return [(PROP_PREFIX + key, str(value)) for key, value in zip(PRPD_MATRIX_PROPERTIES, values, strict=True)]
+
+
 def image_to_png(image: np.ndarray) -> bytes:
     """(256, 256, 3) uint8 RGB -> PNG bytes."""
     buffer = io.BytesIO()
@@ -243,12 +313,15 @@ def decode_pd_properties(
 def decode_prpd_frame(
     sensor_id: str, payload: bytes, *, limits: WireLimits = DEFAULT_LIMITS, now_ns: int | None = None
 ) -> PrpdFrame:
+    """An image (`MADI`) or a count-matrix (`MADM`) frame: both arrive on the prpd topic, told apart by magic."""
     _check_size(payload, limits)
+    if bytes(payload[:4]) == PRPD_MATRIX_MAGIC:
+        return decode_prpd_matrix(sensor_id, payload, limits=limits, now_ns=now_ns)
     if len(payload) < PRPD_HEADER.size:
         raise WireError("truncated_header", "payload", len(payload), f"need at least {PRPD_HEADER.size} header bytes")
     magic, version, format_code, flags, window_start_ns, image_len = PRPD_HEADER.unpack_from(payload)
     if magic != PRPD_MAGIC:
-        raise WireError("bad_magic", "magic", magic, f"expected {PRPD_MAGIC!r}")
+        raise WireError("bad_magic", "magic", magic, f"expected {PRPD_MAGIC!r} or {PRPD_MATRIX_MAGIC!r}")
     _check_version(version)
     if flags != 0:
         raise WireError("bad_flags", "flags", flags, "reserved flags must be 0")
@@ -273,12 +346,109 @@ def decode_prpd_properties(
     _check_size(payload, limits)
     _check_version(_int_prop(props, "version"))
     image_format = _prop(props, "format")
+    if image_format == MATRIX_FORMAT:
+        return _decode_matrix_properties(sensor_id, payload, props, limits, now_ns)
     if image_format not in IMAGE_FORMAT_CODES:
         raise WireError("unknown_image_format", "mad-format", image_format,
-                        f"expected one of {list(IMAGE_FORMAT_CODES)}")
+                        f"expected one of {[*IMAGE_FORMAT_CODES, MATRIX_FORMAT]}")
     window_start_ns = _int_prop(props, "window-start-ns")
     _check_timestamp("mad-window-start-ns", window_start_ns, limits, now_ns)
     return PrpdFrame(sensor_id, window_start_ns, _decode_image(bytes(payload), image_format))
+
+
+def decode_prpd_matrix(
+    sensor_id: str, payload: bytes, *, limits: WireLimits = DEFAULT_LIMITS, now_ns: int | None = None
+) -> PrpdFrame:
+    """A `MADM` count matrix, redrawn as the project's PRPD image (`PrpdFrame.source == "matrix"`)."""
+    _check_size(payload, limits)
+    if len(payload) < PRPD_MATRIX_HEADER.size:
+        raise WireError("truncated_header", "payload", len(payload),
+                        f"need at least {PRPD_MATRIX_HEADER.size} header bytes")
+    (magic, version, dtype_code, flags, window_start_ns, n_phase, n_amp, scale_code, reserved, full_scale, floor,
+     n_cycles) = PRPD_MATRIX_HEADER.unpack_from(payload)
+    if magic != PRPD_MATRIX_MAGIC:
+        raise WireError("bad_magic", "magic", magic, f"expected {PRPD_MATRIX_MAGIC!r}")
+    _check_version(version)
+    if flags != 0:
+        raise WireError("bad_flags", "flags", flags, "reserved flags must be 0")
+    if reserved != 0:
+        raise WireError("bad_flags", "reserved", reserved, "reserved field must be 0")
+    scale = AMPLITUDE_SCALES.get(scale_code)
+    if scale is None:
+        raise WireError("unknown_amplitude_scale", "amp_scale", scale_code,
+                        f"expected one of {sorted(AMPLITUDE_SCALES)}")
+    return _build_matrix(sensor_id, memoryview(payload)[PRPD_MATRIX_HEADER.size :], dtype_code, window_start_ns,
+                         n_phase, n_amp, scale, full_scale, floor, n_cycles, limits, now_ns)
+
+
+def _decode_matrix_properties(
+    sensor_id: str, payload: bytes, props: Mapping[str, str], limits: WireLimits, now_ns: int | None
+) -> PrpdFrame:
+    dtype_name = _prop(props, "dtype")
+    dtype_code = COUNT_DTYPE_CODES.get(dtype_name)
+    if dtype_code is None:
+        raise WireError("unknown_dtype", "mad-dtype", dtype_name, f"expected one of {sorted(COUNT_DTYPE_CODES)}")
+    scale = _prop(props, "amp-scale")
+    if scale not in AMPLITUDE_SCALE_CODES:
+        raise WireError("unknown_amplitude_scale", "mad-amp-scale", scale,
+                        f"expected one of {list(AMPLITUDE_SCALE_CODES)}")
+    # The floor only means something on a log axis; a linear sensor may leave it out.
+    floor = _float_prop(props, "floor") if scale == "log" or PROP_PREFIX + "floor" in props else 0.0
+    return _build_matrix(sensor_id, memoryview(payload), dtype_code, _int_prop(props, "window-start-ns"),
+                         _int_prop(props, "n-phase"), _int_prop(props, "n-amp"), scale,
+                         _float_prop(props, "full-scale"), floor, _float_prop(props, "n-cycles"), limits, now_ns)
+
+
+def _build_matrix(
+    sensor_id: str,
+    body: memoryview,
+    dtype_code: int,
+    window_start_ns: int,
+    n_phase: int,
+    n_amp: int,
+    scale: str,
+    full_scale: float,
+    floor: float,
+    n_cycles: float,
+    limits: WireLimits,
+    now_ns: int | None,
+) -> PrpdFrame:
+    dtype = COUNT_DTYPES.get(dtype_code)
+    if dtype is None:
+        raise WireError("unknown_dtype", "dtype", dtype_code, f"expected one of {sorted(COUNT_DTYPES)}")
+    _check_timestamp("window_start_ns", window_start_ns, limits, now_ns)
+    for name, bins in (("n_phase", n_phase), ("n_amp", n_amp)):
+        if not limits.min_matrix_bins <= bins <= limits.max_matrix_bins:
+            raise WireError("bad_matrix_shape", name, bins,
+                            f"expected {limits.min_matrix_bins}..{limits.max_matrix_bins} bins")
+    if not (math.isfinite(full_scale) and full_scale > 0):
+        raise WireError("bad_amplitude_range", "full_scale", full_scale, "must be finite and > 0")
+    if scale == "log" and not (math.isfinite(floor) and 0 < floor < full_scale):
+        raise WireError("bad_amplitude_range", "floor", floor, f"a log axis needs 0 < floor < full_scale={full_scale}")
+    if scale == "linear" and floor != 0:
+        raise WireError("bad_amplitude_range", "floor", floor, "a linear axis starts at 0: floor must be 0")
+    if not (math.isfinite(n_cycles) and limits.min_matrix_cycles <= n_cycles <= limits.max_matrix_cycles):
+        raise WireError("bad_cycles", "n_cycles", n_cycles,
+                        f"expected {limits.min_matrix_cycles}..{limits.max_matrix_cycles} supply cycles")
+    # Sizes come from the (already bounded) header and are checked against the bytes present before
+    # any array is made, so no header can make the decoder allocate more than the payload it got.
+    expected = n_phase * n_amp * dtype.itemsize
+    if len(body) != expected:
+        raise WireError("length_mismatch", "counts", len(body),
+                        f"{n_phase} x {n_amp} x {dtype.itemsize} B = {expected} B declared, {len(body)} B present")
+    counts = np.frombuffer(body, dtype=dtype).reshape(n_phase, n_amp)
+    if dtype.kind == "f":
+        bad = ~np.isfinite(counts) | (counts < 0)
+        if bad.any():
+            raise WireError("bad_counts", "counts", int(bad.sum()), "counts must be finite and >= 0")
+    # The renderer only looks at the edges' ratios, so they are expressed as fractions of the full scale:
+    # the same drawing, without float trouble from a sensor's unit (pC, V, ADC counts).
+    try:
+        edges = amplitude_edges(n_amp, 1.0, scale, floor / full_scale if scale == "log" else None)
+        image = render_prpd_from_matrix(counts, float(n_cycles), amplitude_edges=edges)
+    except ValueError as error:  # the checks above should make this unreachable; never leak a non-WireError
+        raise WireError("bad_counts", "counts", (n_phase, n_amp), f"cannot draw the matrix: {error}") from None
+    return PrpdFrame(sensor_id, int(window_start_ns), image, source="matrix")
 
 
 # ---------------------------------------- validation helpers ----------------------------------------

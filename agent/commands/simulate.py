@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from agent.simulator import (
+    DEFAULT_MATRIX_BINS,
+    PRPD_FORMATS,
     SimulationConfig,
     SimulationError,
     WindowSource,
@@ -46,9 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=0,
                         help="cycle N pre-generated windows per class instead of generating each window "
                              "(load tests: cheap, but the data repeats); 0 = off")
+    parser.add_argument("--prpd-format", choices=PRPD_FORMATS, default="png",
+                        help="PRPD frames as the generator's PNG image or as a count matrix (phase x amplitude "
+                             "bins, docs/mqtt.md) that the agent draws itself (default %(default)s)")
+    parser.add_argument("--matrix-bins", type=_bins, default="x".join(map(str, DEFAULT_MATRIX_BINS)),
+                        metavar="PHASExAMP",
+                        help="count-matrix bins with --prpd-format matrix (default %(default)s)")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
     parser.add_argument("--start-time-ns", type=int, help="event time (UTC ns) of the stream start; default now, so "
                         "at --speed 1 sample timestamps match the wall clock (the first window is then partial)")
+
+
+def _bins(text: str) -> tuple[int, int]:
+    """`128x64` -> (128, 64); the range is checked by WindowSource against the wire limits."""
+    phase, sep, amp = text.lower().partition("x")
+    if not sep or not phase.isdigit() or not amp.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected PHASExAMP, e.g. 128x64")
+    return int(phase), int(amp)
 
 
 def _fail(message: str) -> int:
@@ -74,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             sensor_prefix=args.prefix, start_ns=start_ns,
             schedule=load_schedule(raw_schedule, args.sensors, args.duration) if args.sensors >= 1 else {},
         )
-        source = WindowSource(args.preset, args.seed, args.power_freq_hz, args.pool)
+        source = WindowSource(args.preset, args.seed, args.power_freq_hz, args.pool, args.prpd_format,
+                              args.matrix_bins)
         client = connect_client(broker, new_client_id(), args.ca_file)
     except SimulationError as exc:
         return _fail(str(exc))

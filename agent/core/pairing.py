@@ -36,6 +36,7 @@ class ReadyWindow:
 @dataclass
 class PairingCounters:
     frames_paired: int = 0
+    frames_paired_matrix: int = 0  # of frames_paired: count matrices the agent drew itself
     frames_orphaned: int = 0  # arrived after their window left, or evicted unused
     windows_without_frame: int = 0
     render_failures: int = 0
@@ -135,6 +136,7 @@ class Pairer:
         ready = entry.ready
         if entry.frame is not None:
             self.counters.frames_paired += 1
+            self.counters.frames_paired_matrix += int(entry.frame.source == "matrix")
             return replace(ready, image=entry.frame.image)
         self.counters.windows_without_frame += 1
         if self.config.missing_policy == "signal_only":

@@ -25,8 +25,13 @@ class SampleChunk:
 
 @dataclass(frozen=True, slots=True)
 class PrpdFrame:
-    """A PRPD image a sensor computed for the window that starts at `window_start_ns`."""
+    """A PRPD image for the window that starts at `window_start_ns`.
+
+    `source` says where the image came from: "image" (the sensor drew it) or "matrix" (the sensor sent a
+    count matrix and the agent drew it in the project's own style), so counters can tell the paths apart.
+    """
 
     sensor_id: str
     window_start_ns: int  # UTC ns; the frame covers [window_start_ns, window_start_ns + 20 s)
     image: np.ndarray  # (256, 256, 3) uint8 RGB
+    source: str = "image"

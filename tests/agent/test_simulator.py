@@ -3,12 +3,14 @@ the reused synth-recording schedule, window pools, and pacing."""
 
 from __future__ import annotations
 
+import argparse
 import threading
 
 import numpy as np
 import pytest
 
 from agent import wire
+from agent.commands.simulate import _bins
 from agent.simulator import (
     SimulationConfig,
     SimulationError,
@@ -16,9 +18,11 @@ from agent.simulator import (
     load_schedule,
     parse_broker_url,
     plan_messages,
+    prpd_counts,
     run_simulation,
 )
-from mad.constants import CLASS_NAMES, SAMPLE_RATE_HZ
+from mad.constants import CLASS_NAMES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from mad.data.prpd import detect_pulses
 from mad.data.synthetic import generate_stream_segment
 
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01, a 20 s boundary
@@ -131,3 +135,43 @@ def test_pacing_follows_speed_and_stop_ends_early():
     stop = threading.Event()
     stop.set()
     assert run_simulation(cfg, WindowSource("easy", 0, 60.0, pool=1), lambda t, p: None, stop).chunks == 0
+
+
+def test_matrix_format_sends_the_windows_pulses_as_count_matrices():
+    source = WindowSource("easy", 0, 60.0, prpd_format="matrix", matrix_bins=(100, 32))
+    messages = list(plan_messages(config(duration_s=20.0), source))
+    frames = [m for m in messages if m.payload[:4] != wire.PD_MAGIC]
+    assert len(frames) == 2 and all(m.payload[:4] == wire.PRPD_MATRIX_MAGIC for m in frames)
+    for s, label in ((0, CLASS_NAMES.index("Void")), (1, CLASS_NAMES.index("Normal"))):
+        truth = generate_stream_segment("easy", 0, s, 0, label, 1.0 if s == 0 else 0.7, 60.0)
+        payload = next(m.payload for m in frames if m.topic == f"mad/sensors/sensor-{s}/prpd")
+        header = wire.PRPD_MATRIX_HEADER.unpack_from(payload)
+        assert header[4:9] == (START_NS, 100, 32, wire.AMPLITUDE_SCALE_CODES["linear"], 0)
+        assert header[11] == 1200.0  # 20 s at 60 Hz
+        counts = np.frombuffer(payload, wire.COUNT_DTYPES[header[2]], offset=wire.PRPD_MATRIX_HEADER.size)
+        index, amplitude = detect_pulses(truth.series)
+        assert counts.sum() == index.size  # every pulse the renderer would draw, binned once
+        assert amplitude.size == 0 or amplitude.max() < header[9]  # the full scale holds the largest pulse
+        frame = wire.decode_message(f"mad/sensors/sensor-{s}/prpd", payload)
+        assert frame.source == "matrix" and frame.window_start_ns == START_NS
+
+
+def test_prpd_counts_bins_phase_from_the_window_start():
+    series = np.full(WINDOW_SAMPLES, 100, np.int16)
+    series[::2] += np.random.default_rng(0).integers(-2, 3, WINDOW_SAMPLES // 2).astype(np.int16)
+    series[32] = 900  # 32 samples = 1/4 of a 60 Hz cycle at 7,680 samples/s: 90 deg
+    counts, full_scale = prpd_counts(series, 60.0, 64, 16)
+    assert counts.sum() == 1 and np.argwhere(counts).tolist() == [[16, 14]]
+    assert full_scale == pytest.approx(1.1 * 800)
+
+
+def test_bad_prpd_format_or_matrix_bins_are_named():
+    with pytest.raises(SimulationError, match="prpd_format"):
+        WindowSource("easy", 0, 60.0, prpd_format="bmp")
+    for bins in ((4, 64), (128, 2048), (128,)):
+        with pytest.raises(SimulationError, match="matrix_bins"):
+            WindowSource("easy", 0, 60.0, prpd_format="matrix", matrix_bins=bins)
+    assert _bins("360x128") == (360, 128)
+    for text in ("360", "x128", "a x b", "-1x5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _bins(text)

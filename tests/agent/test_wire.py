@@ -7,6 +7,7 @@ import io
 import json
 import re
 import struct
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 from agent import wire
 from agent.core.types import PrpdFrame, SampleChunk
 from agent.wire import WireError
+from mad.data.prpd import amplitude_edges, render_prpd_from_matrix
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
@@ -108,6 +110,161 @@ def test_docs_hex_example_is_what_the_encoder_produces() -> None:
     assert documented == wire.encode_pd_chunk(7, T0, np.array([0, 1, -2, 300], np.int16), 7680, 60)
     header = re.search(r"Example header for a 7-byte image[^`]*`([0-9a-f ]+)`", text).group(1)
     assert bytes.fromhex(header) == wire.encode_prpd_frame(T0, b"1234567")[: wire.PRPD_HEADER.size]
+    match = re.search(r"<!-- hex-example: prpd-matrix[^>]*-->\s*```text\n(.*?)```", text, re.S)
+    assert match, "docs/mqtt.md lost its count-matrix hex example"
+    matrix = wire.encode_prpd_matrix(T0, np.zeros((128, 64), np.uint16), 1200.0, 100.0)
+    assert bytes.fromhex(match.group(1).replace("\n", " ")) == matrix[: wire.PRPD_MATRIX_HEADER.size]
+
+
+# ---------------------------------------------------------------- PRPD count matrices
+
+
+def _counts(dtype: str = "uint16", shape: tuple[int, int] = (100, 32), seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.3, shape) * rng.integers(1, 40, shape)
+    counts[:, shape[1] * 2 // 3 :] = 0  # the top amplitude bins empty, as in a real export
+    return counts.astype(dtype)
+
+
+def _prpd(payload, props=None, **kw):
+    return wire.decode_message("mad/sensors/s1/prpd", payload, user_properties=props, **kw)
+
+
+@pytest.mark.parametrize("dtype", sorted(wire.COUNT_DTYPE_CODES))
+@pytest.mark.parametrize(("scale", "floor", "full_scale"), [("linear", 0.0, 250.0), ("log", 0.01, 3.5)])
+def test_matrix_round_trips_as_the_projects_own_drawing(dtype: str, scale: str, floor: float,
+                                                        full_scale: float) -> None:
+    counts = _counts(dtype)
+    expected = render_prpd_from_matrix(counts, 1200.0, amplitude_edges=amplitude_edges(
+        32, np.float32(full_scale), scale, np.float32(floor) if scale == "log" else None))
+    framed = _prpd(wire.encode_prpd_matrix(T0, counts, 1200.0, full_scale, scale, floor))
+    props = wire.prpd_matrix_user_properties(T0, counts, 1200.0, full_scale, scale, floor)
+    raw = _prpd(counts.astype(counts.dtype.newbyteorder("<")).tobytes(), props)
+    for frame in (framed, raw):
+        assert isinstance(frame, PrpdFrame)
+        assert (frame.sensor_id, frame.window_start_ns, frame.source) == ("s1", T0, "matrix")
+        assert frame.image.shape == (256, 256, 3) and frame.image.dtype == np.uint8
+        # The wire scales the edges to the full scale (units must not matter); the drawing is the same.
+        np.testing.assert_array_equal(frame.image, expected)
+
+
+def test_matrix_axis_phase_and_scale_reach_the_drawing() -> None:
+    counts = np.zeros((64, 32), np.uint16)
+    counts[48, 10] = 50  # one cell near 270 deg (negative corona)
+    image = _prpd(wire.encode_prpd_matrix(T0, counts, 1200.0, 1.0)).image
+    lit = np.argwhere(image.max(axis=2) != image.min(axis=2))  # coloured: not the black ground or grey sine
+    assert 0.72 * 256 < lit[:, 1].mean() < 0.78 * 256  # phase bin 48/64 = 270..275.6 deg
+    log = _prpd(wire.encode_prpd_matrix(T0, counts, 1200.0, 1.0, "log", 1e-3)).image
+    assert not np.array_equal(image, log)  # the same bins mean other amplitudes on a dB axis
+    quiet = _prpd(wire.encode_prpd_matrix(T0, np.zeros((64, 32), np.uint8), 1200.0, 1.0))
+    assert quiet.image.shape == (256, 256, 3)  # an all-zero matrix is a valid quiet window
+
+
+def test_old_image_frames_are_still_images() -> None:
+    frame = _prpd(wire.encode_prpd_frame(T0, _encode(_image())))
+    assert frame.source == "image"
+
+
+def _matrix_header(**fields) -> bytes:
+    values = dict(magic=wire.PRPD_MATRIX_MAGIC, version=1, dtype=3, flags=0, start=T0, n_phase=16, n_amp=8,
+                  scale=1, reserved=0, full_scale=10.0, floor=0.0, n_cycles=1200.0)
+    values.update(fields)
+    return wire.PRPD_MATRIX_HEADER.pack(*values.values())
+
+
+def _matrix(body: bytes | None = None, **fields) -> bytes:
+    itemsize = wire.COUNT_DTYPES.get(fields.get("dtype", 3), np.dtype("<u2")).itemsize
+    n_cells = fields.get("n_phase", 16) * fields.get("n_amp", 8)
+    return _matrix_header(**fields) + (bytes(n_cells * itemsize) if body is None else body)
+
+
+MATRIX_CASES = {
+    "truncated_header": _matrix()[:30],
+    "unsupported_version": _matrix(version=2),
+    "bad_flags": _matrix(flags=4),
+    "unknown_dtype": _matrix(dtype=1, body=bytes(256)),  # int16 counts: signed, not a count type
+    "bad_timestamp": _matrix(start=-1),
+    "bad_matrix_shape": _matrix(n_phase=4),
+    "unknown_amplitude_scale": _matrix(scale=3),
+    "bad_amplitude_range": _matrix(full_scale=float("inf")),
+    "bad_cycles": _matrix(n_cycles=0.5),
+    "length_mismatch": _matrix(body=bytes(16 * 8 * 2 - 1)),
+    "bad_counts": _matrix(dtype=4, body=struct.pack("<128f", *([0.0] * 127 + [-1.0]))),
+    "oversized": _matrix(dtype=7, n_phase=1024, n_amp=1024),  # 4 MiB of counts + header > 4 MiB
+}
+
+
+@pytest.mark.parametrize("reason", sorted(MATRIX_CASES))
+def test_each_matrix_reason_is_reachable(reason: str) -> None:
+    assert _reason(lambda: _prpd(MATRIX_CASES[reason])) == reason
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    (dict(reserved=1), "reserved"),
+    (dict(n_amp=1025), "n_amp"),
+    (dict(full_scale=0.0), "full_scale"),
+    (dict(full_scale=-3.0), "full_scale"),
+    (dict(full_scale=float("nan")), "full_scale"),
+    (dict(scale=2, floor=0.0), "floor"),
+    (dict(scale=2, floor=10.0), "floor"),  # floor == full scale: an empty dB range
+    (dict(scale=2, floor=float("nan")), "floor"),
+    (dict(floor=1.0), "floor"),  # linear axes start at 0
+    (dict(n_cycles=float("nan")), "n_cycles"),
+    (dict(n_cycles=2e7), "n_cycles"),
+])
+def test_each_bad_matrix_field_is_named(fields: dict, field: str) -> None:
+    with pytest.raises(WireError) as caught:
+        _prpd(_matrix(**fields))
+    assert caught.value.field == field
+
+
+def test_matrix_nan_and_inf_counts_are_refused() -> None:
+    for bad in (float("nan"), float("inf")):
+        body = struct.pack("<128f", *([1.0] * 127 + [bad]))
+        assert _reason(lambda body=body: _prpd(_matrix(dtype=4, body=body))) == "bad_counts"
+    assert _prpd(_matrix(dtype=4, body=struct.pack("<128f", *([0.5] * 128)))).source == "matrix"
+
+
+def test_matrix_sizes_are_checked_before_any_allocation() -> None:
+    # A header alone that claims 1024 x 1024 float32 counts: refused from the header, nothing is allocated.
+    claim = _matrix_header(dtype=4, n_phase=1024, n_amp=1024)
+    tracemalloc.start()
+    try:
+        assert _reason(lambda: _prpd(claim)) == "length_mismatch"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+    tight = wire.WireLimits(max_payload_bytes=200, max_matrix_bins=64)
+    assert _reason(lambda: _prpd(_matrix(n_phase=64, n_amp=64), limits=tight)) == "oversized"
+    assert _reason(lambda: _prpd(_matrix(n_phase=128), limits=wire.WireLimits(max_matrix_bins=64))
+                   ) == "bad_matrix_shape"
+    assert _reason(lambda: _prpd(_matrix(), now_ns=T0 - 2 * 86_400 * 10**9)) == "bad_timestamp"
+
+
+def test_matrix_property_form_reasons() -> None:
+    counts = _counts("uint8", (16, 8))
+    props = dict(wire.prpd_matrix_user_properties(T0, counts, 1200.0, 5.0, "log", 0.05))
+    body = counts.tobytes()
+
+    def with_props(**changes):
+        merged = {**props, **{wire.PROP_PREFIX + k.replace("_", "-"): v for k, v in changes.items()}}
+        return lambda: _prpd(body, [(k, v) for k, v in merged.items() if v is not None])
+
+    assert _prpd(body, list(props.items())).source == "matrix"
+    assert _reason(with_props(floor=None)) == "missing_property"  # a log axis needs its floor
+    assert _reason(with_props(n_cycles=None)) == "missing_property"
+    assert _reason(with_props(n_phase="many")) == "bad_property"
+    assert _reason(with_props(dtype="int16")) == "unknown_dtype"
+    assert _reason(with_props(amp_scale="dB")) == "unknown_amplitude_scale"
+    assert _reason(with_props(n_amp="4")) == "bad_matrix_shape"
+    assert _reason(with_props(n_amp="9")) == "length_mismatch"
+    assert _reason(with_props(full_scale="-1")) == "bad_amplitude_range"
+    assert _reason(with_props(n_cycles="inf")) == "bad_cycles"
+    assert _reason(with_props(format="BMP")) == "unknown_image_format"
+    linear = with_props(amp_scale="linear", floor=None)  # a linear sensor may leave the floor out
+    assert linear().source == "matrix"
+    assert _reason(with_props(amp_scale="linear", floor="2")) == "bad_amplitude_range"
 
 
 # ---------------------------------------------------------------- every rejection reason
@@ -222,23 +379,40 @@ def test_random_bytes_only_ever_raise_wire_error(payload: bytes, topic: str) -> 
         wire.decode_message(topic, payload)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.binary(max_size=300))
+def test_random_bytes_after_a_matrix_magic_only_ever_raise_wire_error(payload: bytes) -> None:
+    with contextlib.suppress(WireError):
+        wire.decode_message("mad/sensors/s/prpd", wire.PRPD_MATRIX_MAGIC + payload)
+
+
 SMALL_PNG_FRAME = wire.encode_prpd_frame(T0, _encode(_image()))
+SMALL_MATRIX = _counts("float32", (16, 8))
+SMALL_MATRIX_FRAME = wire.encode_prpd_matrix(T0, SMALL_MATRIX, 1200.0, 5.0, "log", 0.05)
+MATRIX_PROPS = dict(wire.prpd_matrix_user_properties(T0, SMALL_MATRIX, 1200.0, 5.0, "log", 0.05))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), which=st.sampled_from(["pd", "prpd", "pdprops"]))
+@given(data=st.data(), which=st.sampled_from(["pd", "prpd", "pdprops", "matrix", "matrixprops"]))
 def test_mutated_valid_frames_only_ever_raise_wire_error(data, which: str) -> None:
     base = {"pd": GOOD_PD, "prpd": SMALL_PNG_FRAME[:400] if data.draw(st.booleans()) else SMALL_PNG_FRAME,
-            "pdprops": GOOD_PD[wire.PD_HEADER.size :]}[which]
+            "pdprops": GOOD_PD[wire.PD_HEADER.size :], "matrix": SMALL_MATRIX_FRAME,
+            "matrixprops": SMALL_MATRIX_FRAME[wire.PRPD_MATRIX_HEADER.size :]}[which]
     payload = bytearray(base)
     for _ in range(data.draw(st.integers(1, 4))):
-        payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
+        # Matrix headers are where the sizes live: aim half of their mutations there.
+        hi = wire.PRPD_MATRIX_HEADER.size - 1 if which == "matrix" and data.draw(st.booleans()) else len(payload) - 1
+        payload[data.draw(st.integers(0, hi))] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(payload)))
     props = None
     if which == "pdprops":
         keys = [wire.PROP_PREFIX + k for k in wire.PD_PROPERTIES]
         props = [(k, data.draw(st.text(max_size=25))) for k in keys if data.draw(st.booleans())]
-    topic = "mad/sensors/s/prpd" if which == "prpd" else "mad/sensors/s/pd"
+    if which == "matrixprops":  # valid values, some dropped or replaced by junk or edge numbers
+        junk = st.one_of(st.text(max_size=25), st.sampled_from(["0", "-1", "nan", "inf", "1e300", "65536", "8"]))
+        props = [(k, data.draw(junk) if data.draw(st.booleans()) else v) for k, v in MATRIX_PROPS.items()
+                 if data.draw(st.integers(0, 9))]
+    topic = "mad/sensors/s/prpd" if which in ("prpd", "matrix", "matrixprops") else "mad/sensors/s/pd"
     try:
         wire.decode_message(topic, bytes(payload[:cut]), user_properties=props)
     except WireError as error:
