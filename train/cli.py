@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("train.commands.fit", "two-stage training (SupCon then cross-entropy)"),
     "eval": ("train.commands.eval", "evaluate a checkpoint and write a report"),
     "export": ("train.commands.export", "export a checkpoint (TorchScript, ONNX)"),
+    "classify-prpd": ("train.commands.classify_prpd", "classify a folder of PRPD exports (CSV matrices, PNG/JPEG)"),
     "prpd-families": ("train.commands.prpd_families", "scores per PRPD rendering family (training vs held-out)"),
 }
 
