@@ -37,6 +37,11 @@ class DataConfig(_Strict):
     # from it) draws its images with, one per window, uniformly (repeat a name to weight it); the test
     # split keeps the native renderer. Empty: native only. Held-out families are for evaluation.
     synth_prpd_families: tuple[str, ...] = ()
+    # synth only: noise and nuisance families (mad.data.synthetic.NOISE_FAMILIES) the train split (and
+    # validation) draws, one per window; items are names, "all", "default" or "-name" to drop one (e.g.
+    # [all, -carrier] holds the carrier out); the test split keeps the default mixture. Empty: the default
+    # (legacy) mixture of train/random/converter, which the shipped model was trained on.
+    synth_noise_families: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check_overrides(self) -> DataConfig:
@@ -53,6 +58,16 @@ class DataConfig(_Strict):
             held_out = sorted(set(self.synth_prpd_families) & set(HELD_OUT_FAMILIES))
             if held_out:
                 raise ValueError(f"data.synth_prpd_families: {held_out} are held-out families, kept for evaluation")
+
+        if self.synth_noise_families:
+            from mad.data.synthetic import resolve_noise_families
+
+            if not self.spec.startswith("synth:"):
+                raise ValueError(f"data.synth_noise_families applies to synth: specs only, spec is {self.spec!r}")
+            try:
+                resolve_noise_families(self.synth_noise_families)
+            except ValueError as exc:
+                raise ValueError(f"data.synth_noise_families: {exc}") from None
 
         if self.synth_train_overrides:
             if not self.spec.startswith("synth:"):

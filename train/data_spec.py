@@ -119,13 +119,14 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def _open_synth(preset: str, config: DataConfig) -> tuple[Dataset, Dataset, list[str]]:
-    from mad.data.synthetic import PRESETS, preset_variant
+    from mad.data.synthetic import PRESETS, preset_variant, resolve_noise_families
 
     if preset not in PRESETS:
         raise DataSpecError(f"synth:{preset}: unknown synthetic preset; known: {sorted(PRESETS)}")
     train_preset = preset_variant(preset, config.synth_train_overrides) if config.synth_train_overrides else preset
+    noise_families = resolve_noise_families(config.synth_noise_families)
     train = SyntheticDataset(train_preset, config.synth_seed, config.synth_train, power_freq_hz=config.power_freq_hz,
-                             prpd_families=config.synth_prpd_families)
+                             prpd_families=config.synth_prpd_families, noise_families=noise_families)
     test = SyntheticDataset(preset, config.synth_seed + 1, config.synth_test, power_freq_hz=config.power_freq_hz)
     notes = [f"synthetic {preset}: train seed {config.synth_seed}, test seed {config.synth_seed + 1}"]
     if config.synth_train_overrides:
@@ -133,6 +134,9 @@ def _open_synth(preset: str, config: DataConfig) -> tuple[Dataset, Dataset, list
     if config.synth_prpd_families:
         notes.append(f"train and validation PRPDs drawn by the families {list(config.synth_prpd_families)}; "
                      "test: the native renderer")
+    if noise_families:
+        notes.append(f"train and validation noise families {sorted(set(noise_families))} (one per window); "
+                     "test: the default mixture")
     return train, test, notes
 
 
@@ -173,6 +177,8 @@ def open_datasets(spec: str, config: DataConfig, seed: int = 42) -> DataSplits:
     spec = spec.strip()
     if config.synth_train_overrides and not spec.startswith("synth:"):
         raise DataSpecError(f"data spec {spec!r}: data.synth_train_overrides applies to synth: specs only")
+    if config.synth_noise_families and not spec.startswith("synth:"):
+        raise DataSpecError(f"data spec {spec!r}: data.synth_noise_families applies to synth: specs only")
     if spec.startswith("synth:"):
         train, test, notes = _open_synth(spec.removeprefix("synth:"), config)
     elif spec.startswith("aihub:"):

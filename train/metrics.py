@@ -66,6 +66,16 @@ def roc_auc_ovr(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where(valid, u / np.where(valid, n_pos * n_neg, 1.0), np.nan)
 
 
+def binary_auroc(y_true_binary: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC of `scores` for the positives in `y_true_binary` (ties count half); NaN unless both occur.
+    E.g. positives = windows of families a model never saw, scores = minus its familiarity."""
+    y = np.asarray(y_true_binary, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y.shape != scores.shape or y.ndim != 1:
+        raise ValueError(f"y_true_binary and scores must be 1-D of one length, got {y.shape} and {scores.shape}")
+    return float(roc_auc_ovr(y.astype(np.int64), np.stack([-scores, scores], axis=1))[1])
+
+
 def roc_curve(y_true_binary: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """False and true positive rates at every distinct threshold (for the ROC figure)."""
     order = np.argsort(-scores, kind="mergesort")
@@ -141,3 +151,4 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: li
         confusion=cm.tolist(),
         class_names=list(class_names),
     )
+

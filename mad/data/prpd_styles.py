@@ -205,7 +205,7 @@ TRAIN_DB = (40.0, 60.0)
 TRAIN_MAPS = ("jet", "hot", "grey")
 HELD_OUT_PHASE_BINS = (32, 100, 400)
 HELD_OUT_AMP_BINS = (32, 50, 100)
-HELD_OUT_LEVELS = (6, 10)
+HELD_OUT_LEVELS = (12, 40)
 HELD_OUT_DB = (20.0, 30.0)
 HELD_OUT_MAPS = ("viridis", "mono_green", "mono_red")
 

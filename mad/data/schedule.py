@@ -37,6 +37,13 @@ def default_schedule(sensors: int) -> dict[str, list[dict]]:
     return schedule
 
 
+def constant_schedule(sensors: int, label: str) -> dict[str, list[dict]]:
+    """Every sensor shows `label` for the whole run (e.g. "Noise": a recording made only of interference)."""
+    if label not in CLASS_NAMES:
+        raise ScheduleError(f"label {label!r} is not one of {CLASS_NAMES}")
+    return {str(s): [{"from_min": 0, "label": label}] for s in range(sensors)}
+
+
 def parse_schedule(raw: object, sensors: int) -> Schedule:
     """Validate a decoded schedule for `sensors` sensors -> {sensor index: steps sorted by from_min}."""
     if not isinstance(raw, dict):

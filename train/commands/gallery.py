@@ -1,4 +1,4 @@
-"""`mad-train gallery`: PRPD images of every class x preset, and series snippets, for docs/img."""
+"""`mad-train gallery`: PRPD images per class x preset and x rendering family, and series snippets (docs/img)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mad.constants import CLASS_NAMES, SAMPLE_RATE_HZ
+from mad.data.prpd_styles import FAMILIES, HELD_OUT_FAMILIES
 from mad.data.synthetic import PRESETS, generate_window
 from mad.plotting import plt, save_figure
 
@@ -39,6 +40,26 @@ def _gallery(out: Path, seed: int, per_cell: int) -> Path:
     return path
 
 
+def _families(out: Path, seed: int) -> Path:
+    """One window per class (rows) drawn by every PRPD rendering family (columns; ho_* held out)."""
+    families = list(FAMILIES)
+    fig, axes = plt.subplots(len(CLASS_NAMES), len(families), figsize=(1.45 * len(families), 1.6 * len(CLASS_NAMES)),
+                             squeeze=False)
+    for row, name in enumerate(CLASS_NAMES):
+        for col, family in enumerate(families):
+            ax = axes[row, col]
+            ax.imshow(generate_window("easy", seed, 0, label=row, prpd_family=family).image, aspect="auto")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(family, fontsize=8, color="firebrick" if family in HELD_OUT_FAMILIES else "black")
+            if col == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.suptitle("The same easy windows drawn by each PRPD rendering family (red: held out from training)",
+                 fontsize=10)
+    return save_figure(fig, out / "prpd_families.png", dpi=80)
+
+
 def _series(out: Path, seed: int) -> Path:
     fig, axes = plt.subplots(len(CLASS_NAMES), 2, figsize=(12, 2.0 * len(CLASS_NAMES)), squeeze=False)
     for row, name in enumerate(CLASS_NAMES):
@@ -61,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.per_cell < 1:
         raise SystemExit(f"--per-cell must be >= 1, got {args.per_cell}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in (_gallery(args.out, args.seed, args.per_cell), _series(args.out, args.seed)):
+    for path in (_gallery(args.out, args.seed, args.per_cell), _families(args.out, args.seed),
+                 _series(args.out, args.seed)):
         print(f"wrote {path}")
     return 0

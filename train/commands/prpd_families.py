@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mad.data.datasets import SyntheticDataset
     from mad.data.prpd_styles import FAMILIES, HELD_OUT_FAMILIES, check_families
-    from mad.runtime import CheckpointError, load_model
-    from train.distributed import resolve_device
+    from mad.runtime import CheckpointError
+    from train.family_report import command_line, open_checkpoint
     from train.metrics import classification_report
     from train.predict import predict_probs
 
@@ -40,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
             [f.strip() for f in args.families.split(",") if f.strip()])
         if args.n < 5:
             raise ValueError(f"--n must be >= 5, got {args.n}")
-        device = resolve_device(args.device)
-        model = load_model(args.checkpoint, device=device)
-        training = model.mad_meta["sidecar"].get("training_config") or {}
-        if args.test_seed == (training.get("data") or {}).get("synth_seed"):
-            raise ValueError(f"--test-seed {args.test_seed} is the checkpoint's training seed")
+        model, device, _ = open_checkpoint(args.checkpoint, args.device, args.test_seed)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"mad-train prpd-families: {exc}")
         return 2
@@ -66,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_families"
     out.mkdir(parents=True, exist_ok=True)
     meta = {"checkpoint": str(args.checkpoint), "preset": args.preset, "test_seed": args.test_seed, "n": args.n,
-            "command": "mad-train prpd-families " + " ".join(
-                f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("command", "func"))}
+            "command": command_line("prpd-families", args)}
     (out / "families.json").write_text(json.dumps({**meta, "families": rows, "summary": summary}, indent=2) + "\n")
     (out / "families.md").write_text(_markdown(rows, summary, variants, meta))
     _plot(rows, variants, out / "families.png")
@@ -79,18 +74,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mean(values: list[float]) -> float:
-    return float(sum(values) / len(values)) if values else float("nan")
-
-
 def _summary(rows: list[dict], variants: list[str]) -> dict[str, dict[str, float]]:
     """Per input variant: native, the mean over training families, over held-out ones, and their gap."""
+    from train.family_report import mean
+
     summary = {}
     for variant in variants:
         key = f"{variant}_macro_f1"
         native = next((r[key] for r in rows if r["family"] == "native"), float("nan"))
-        in_family = _mean([r[key] for r in rows if not r["held_out"]])
-        held_out = _mean([r[key] for r in rows if r["held_out"]])
+        in_family = mean([r[key] for r in rows if not r["held_out"]])
+        held_out = mean([r[key] for r in rows if r["held_out"]])
         summary[variant] = {"native": native, "in_family": in_family, "held_out": held_out,
                             "gap": held_out - in_family}
     return summary
@@ -113,25 +106,8 @@ def _markdown(rows: list[dict], summary: dict, variants: list[str], meta: dict) 
 
 
 def _plot(rows: list[dict], variants: list[str], path: Path) -> None:
-    import matplotlib
+    from train.family_report import grouped_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    x = np.arange(len(rows))
-    width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(rows)), 4))
-    for i, variant in enumerate(variants):
-        ax.bar(x + i * width, [r[f"{variant}_macro_f1"] for r in rows], width, label=variant)
-    for k, r in enumerate(rows):
-        if r["held_out"]:
-            ax.axvspan(k - 0.45, k + 0.45 + width * (len(variants) - 1), color="0.9", zorder=0)
-    ax.set_xticks(x + width * (len(variants) - 1) / 2, [r["family"] for r in rows], rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("macro-F1")
-    ax.set_title("macro-F1 per PRPD rendering family (shaded: held out from training)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    grouped_bars([r["family"] for r in rows], {v: [r[f"{v}_macro_f1"] for r in rows] for v in variants},
+                 [r["held_out"] for r in rows], path, ylabel="macro-F1",
+                 title="macro-F1 per PRPD rendering family (shaded: held out from training)")
