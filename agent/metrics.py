@@ -21,6 +21,9 @@ class AgentMetrics:
         self._clock = clock
         r = self.registry
         self.windows = Counter("mad_windows_total", "Windows classified", ["sensor", "degraded"], registry=r)
+        self.windows_unfamiliar = Counter("mad_windows_unfamiliar_total",
+                                          "Windows the familiarity gate judged unlike the training data "
+                                          "(never a defect vote)", ["sensor"], registry=r)
         self.inference_latency = Histogram("mad_inference_latency_seconds", "Model time per batch",
                                            buckets=LATENCY_BUCKETS_S, registry=r)
         self.queue_depth = Gauge("mad_queue_depth", "Items waiting in an internal queue", ["queue"], registry=r)

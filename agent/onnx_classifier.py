@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agent.graph_meta import expected_inputs, parse_graph_meta
-from agent.inference import ClassifierError, check_class_names, check_inputs
-from mad.runtime.graph_io import GRAPH_META_KEY, LOGITS, prepare_graph_inputs, signal_preprocess_from_meta
+from agent.graph_meta import expected_inputs, expected_outputs, familiarity_threshold, parse_graph_meta
+from agent.inference import ClassifierError, Scores, check_class_names, check_inputs, softmax_scores
+from mad.runtime.graph_io import GRAPH_META_KEY, prepare_graph_inputs, signal_preprocess_from_meta
 
 
 class OnnxClassifier:
@@ -41,13 +41,19 @@ class OnnxClassifier:
         if set(self.input_names) != set(expected_inputs(meta)):
             raise ClassifierError(f"{path}: graph inputs {list(self.input_names)} do not match its model_config "
                                   f"(want {list(expected_inputs(meta))})")
+        self.output_names = expected_outputs(meta)  # (logits,) or (logits, familiarity): calibrated graphs
+        outputs = tuple(tensor.name for tensor in self.session.get_outputs())
+        if set(outputs) != set(self.output_names):
+            raise ClassifierError(f"{path}: graph outputs {list(outputs)} do not match its metadata, which wants "
+                                  f"{list(self.output_names)} (a calibrated graph has familiarity too)")
+        self.familiarity_threshold = familiarity_threshold(meta, path, ClassifierError)
         self.name, self.version = str(meta["name"]), str(meta["version"])
         self.class_names = check_class_names(meta["class_names"], str(path))
         self.signal_preprocess = signal_preprocess_from_meta(meta)
         self.meta = meta
         self.path = path
 
-    def predict(self, images: np.ndarray | None, signals: np.ndarray) -> np.ndarray:
+    def score(self, images: np.ndarray | None, signals: np.ndarray) -> Scores:
         check_inputs(images, signals)
         with torch.inference_mode():
             try:
@@ -55,5 +61,9 @@ class OnnxClassifier:
                                              torch.device("cpu"))
             except ValueError as exc:
                 raise ClassifierError(f"{self.path}: {exc}") from None
-            logits = self.session.run([LOGITS], {name: tensor.numpy() for name, tensor in feeds.items()})[0]
-            return torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+            outputs = self.session.run(list(self.output_names), {name: t.numpy() for name, t in feeds.items()})
+            familiarity = torch.from_numpy(outputs[1]) if len(outputs) > 1 else None
+            return softmax_scores(torch.from_numpy(outputs[0]), familiarity)
+
+    def predict(self, images: np.ndarray | None, signals: np.ndarray) -> np.ndarray:
+        return self.score(images, signals).probabilities

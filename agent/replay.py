@@ -66,6 +66,12 @@ class ReplayOutcome:
         return {sensor: counts.get(sensor, 0) for sensor in self.sensors}
 
     @property
+    def unfamiliar_per_sensor(self) -> dict[str, int]:
+        """Windows the familiarity gate flagged (verdict `unfamiliar`: never a defect vote)."""
+        counts = Counter(result.sensor_id for result in self.results if result.unfamiliar)
+        return {sensor: counts.get(sensor, 0) for sensor in self.sensors}
+
+    @property
     def windows_per_s(self) -> float:
         return len(self.results) / self.wall_s if self.wall_s > 0 else float("inf")
 

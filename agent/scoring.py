@@ -11,7 +11,8 @@ Definitions (docs/replay.md says the same for users):
 - A false alarm is a raise whose window's truth (at its midpoint) is Normal or Noise, unknown, or
   another defect class than the one raised (a raise naming Normal or Noise is always false).
 - Window accuracy: share of classified windows whose top class equals the truth at the window's
-  midpoint (windows without truth are not scored).
+  midpoint (windows without truth are not scored). Windows the familiarity gate flagged `unfamiliar`
+  are scored by their top class like the others, and counted apart (`windows_unfamiliar`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class SensorScore:
     windows: int = 0
     windows_scored: int = 0
     windows_correct: int = 0
+    windows_unfamiliar: int = 0
     faults: list[Fault] = field(default_factory=list)
     false_alarms: list[FalseAlarm] = field(default_factory=list)
 
@@ -126,7 +128,7 @@ def score_sensor(
     truth = check_truth(truth, sensor_id)
     events = [e for e in events if e.sensor_id == sensor_id]
     results = [r for r in results if r.sensor_id == sensor_id]
-    score = SensorScore(sensor_id, windows=len(results))
+    score = SensorScore(sensor_id, windows=len(results), windows_unfamiliar=sum(r.unfamiliar for r in results))
 
     mids = np.array([(r.window_start_ns + r.window_end_ns) // 2 for r in results], np.int64)
     truth_labels = labels_at(truth, mids)

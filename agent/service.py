@@ -24,7 +24,7 @@ from agent.core.clock import MonotonicClock
 from agent.core.events import AlarmEvent
 from agent.core.pipeline import Pipeline, StateChange, WindowResult
 from agent.core.types import SampleChunk
-from agent.inference import Classifier
+from agent.inference import Classifier, Scores, familiarity_threshold_of, scores_of
 from agent.intake import Intake, RawMessage
 from agent.metrics import AgentMetrics
 from agent.outbox import Outbox
@@ -102,18 +102,23 @@ class EventSequence:
 
 
 class TimedClassifier:
-    """Wraps a classifier so every model call lands in the inference-latency histogram."""
+    """Wraps a classifier so every model call lands in the inference-latency histogram (familiarity and its
+    threshold pass through unchanged)."""
 
     def __init__(self, inner: Classifier, observe: Callable[[float], None]) -> None:
         self.inner, self.observe = inner, observe
         self.name, self.version, self.class_names = inner.name, inner.version, inner.class_names
+        self.familiarity_threshold = familiarity_threshold_of(inner)
 
-    def predict(self, images: np.ndarray | None, signals: np.ndarray) -> np.ndarray:
+    def score(self, images: np.ndarray | None, signals: np.ndarray) -> Scores:
         started = time.perf_counter()
         try:
-            return self.inner.predict(images, signals)
+            return scores_of(self.inner, images, signals)
         finally:
             self.observe(time.perf_counter() - started)
+
+    def predict(self, images: np.ndarray | None, signals: np.ndarray) -> np.ndarray:
+        return self.score(images, signals).probabilities
 
 
 class AgentService:
@@ -263,6 +268,8 @@ class AgentService:
 
     def _on_result(self, result: WindowResult) -> None:
         self.metrics.windows.labels(result.sensor_id, str(result.degraded).lower()).inc()
+        if result.unfamiliar:
+            self.metrics.windows_unfamiliar.labels(result.sensor_id).inc()
         self._result_delays.append(time.time_ns() / 1e9 - result.window_end_ns / 1e9)
         if self._external_on_result is not None:
             self._external_on_result(result)

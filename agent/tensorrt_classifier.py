@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.graph_meta import expected_inputs, parse_graph_meta
-from agent.inference import ClassifierError, check_class_names, check_inputs, torch_device
+from agent.graph_meta import expected_inputs, expected_outputs, familiarity_threshold, parse_graph_meta
+from agent.inference import ClassifierError, Scores, check_class_names, check_inputs, softmax_scores, torch_device
 from mad.constants import CLASS_NAMES
 from mad.runtime.graph_io import (
     ENGINE_FORMAT,
+    FAMILIARITY,
     GRAPH_META_KEY,
     LOGITS,
     prepare_graph_inputs,
@@ -82,11 +83,16 @@ class TensorRTClassifier:
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = tuple(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        if set(self.input_names) != set(expected_inputs(meta)) or LOGITS not in names:
-            raise ClassifierError(f"{path}: engine tensors {names} do not match its model_config "
-                                  f"(want inputs {list(expected_inputs(meta))} and output {LOGITS!r})")
-        if self.engine.get_tensor_dtype(LOGITS) != trt.float32:
-            raise ClassifierError(f"{path}: output {LOGITS!r} is {self.engine.get_tensor_dtype(LOGITS)}, want float32")
+        self.output_names = expected_outputs(meta)  # (logits,) or (logits, familiarity): calibrated engines
+        outputs = [n for n in names if n not in self.input_names]
+        if set(self.input_names) != set(expected_inputs(meta)) or set(outputs) != set(self.output_names):
+            raise ClassifierError(f"{path}: engine tensors {names} do not match its metadata "
+                                  f"(want inputs {list(expected_inputs(meta))} and outputs {list(self.output_names)})")
+        for output in self.output_names:
+            if self.engine.get_tensor_dtype(output) != trt.float32:
+                raise ClassifierError(f"{path}: output {output!r} is {self.engine.get_tensor_dtype(output)}, "
+                                      "want float32")
+        self.familiarity_threshold = familiarity_threshold(meta, path, ClassifierError)
         # Profile 0's (min, opt, max) shapes: the largest batch one execution may take.
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_names[0], 0)[2][0])
         self.name, self.version = str(meta["name"]), str(meta["version"])
@@ -97,8 +103,11 @@ class TensorRTClassifier:
         self.meta, self.build, self.path = meta, build, path
 
     def predict(self, images: np.ndarray | None, signals: np.ndarray) -> np.ndarray:
+        return self.score(images, signals).probabilities
+
+    def score(self, images: np.ndarray | None, signals: np.ndarray) -> Scores:
         check_inputs(images, signals)
-        chunks = []
+        chunks, familiarity_chunks = [], []
         with torch.inference_mode(), torch.cuda.device(self.device):
             stream = torch.cuda.current_stream(self.device)  # torch's preprocessing and the engine share it
             for start in range(0, signals.shape[0], self.max_batch):
@@ -113,7 +122,12 @@ class TensorRTClassifier:
                     self.context.set_input_shape(name, tuple(tensor.shape))
                     self.context.set_tensor_address(name, tensor.data_ptr())
                 self.context.set_tensor_address(LOGITS, logits.data_ptr())
+                if FAMILIARITY in self.output_names:
+                    familiarity = torch.empty((stop - start,), dtype=torch.float32, device=self.device)
+                    self.context.set_tensor_address(FAMILIARITY, familiarity.data_ptr())
+                    familiarity_chunks.append(familiarity)
                 if not self.context.execute_async_v3(stream.cuda_stream):
                     raise ClassifierError(f"{self.path}: TensorRT execution failed (batch of {stop - start})")
-                chunks.append(torch.softmax(logits, dim=-1))
-            return torch.cat(chunks).cpu().numpy()  # .cpu() waits for the stream
+                chunks.append(logits)
+            # softmax_scores' .cpu() waits for the stream; the logits are calibrated in the engine already
+            return softmax_scores(torch.cat(chunks), torch.cat(familiarity_chunks) if familiarity_chunks else None)

@@ -1,4 +1,7 @@
-"""Timeline plot of a replay: per sensor, stacked class probabilities, alarms, and the truth band."""
+"""Timeline plot of a replay: per sensor, stacked class probabilities, alarms, and the truth band.
+
+Windows the familiarity gate flagged `unfamiliar` are hatched over their probabilities, which the
+alarm logic did not use ("unfamiliar (no vote)" in the legend)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from mad.plotting import plt, save_figure
 CLASS_COLOURS = {"Normal": "#9ecae1", "Noise": "#bdbdbd", "Surface": "#fdae6b", "Corona": "#a1d99b", "Void": "#e6550d"}
 EVENT_STYLE = {"new": ("#b30000", "^", "raise"), "update": ("#ff7f00", "D", "update"), "end": ("#006d2c", "v", "clear")}
 _TRUTH_BAND = (1.03, 1.13)  # y-range of the truth strip above the probability stack
+UNFAMILIAR_STYLE = {"facecolor": "none", "edgecolor": "#4d4d4d", "hatch": "///", "linewidth": 0}
 MAX_PANELS = 12  # beyond this a figure is unreadable (and huge): plot the first ones, say so in the title
 
 
@@ -52,6 +56,9 @@ def plot_timeline(
             edges = np.array([[r.window_start_ns, r.window_end_ns] for r in rows]).reshape(-1)
             stack = np.array([[r.probabilities[c] for c in CLASS_NAMES] for r in rows]).repeat(2, axis=0).T
             ax.stackplot(minutes(edges), stack, colors=[CLASS_COLOURS[c] for c in CLASS_NAMES], linewidth=0)
+            for r in (r for r in rows if r.unfamiliar):  # probabilities the alarm logic did not use
+                ax.axvspan(minutes(r.window_start_ns), minutes(r.window_end_ns), ymin=0, ymax=1 / 1.2,
+                           **UNFAMILIAR_STYLE)
             degraded = [r for r in rows if r.degraded]
             if degraded:
                 ax.plot(minutes([(r.window_start_ns + r.window_end_ns) // 2 for r in degraded]),
@@ -73,6 +80,8 @@ def plot_timeline(
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("minutes from start of recording (event time)")
     handles = [Patch(color=CLASS_COLOURS[c], label=c) for c in CLASS_NAMES]
+    if any(r.unfamiliar for r in results):
+        handles.append(Patch(label="unfamiliar (no vote)", **UNFAMILIAR_STYLE))
     handles += [
         plt.Line2D([], [], color=c, marker=m, linestyle="--", label=label) for c, m, label in EVENT_STYLE.values()
     ]

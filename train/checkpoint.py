@@ -83,11 +83,11 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, *, name: str, extr
         "created": created.isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    _write_json_atomic(sidecar_path(weights), meta)
+    write_json_atomic(sidecar_path(weights), meta)
     return weights
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -158,7 +158,7 @@ def save_training_state(directory: str | Path, model: torch.nn.Module, optimizer
     payload = {"progress": progress, "optimizer": opt_scalars, "rng": rng_scalars,
                "model_sha256": sha256_file(directory / "model.safetensors"),
                "optimizer_sha256": sha256_file(directory / "optimizer.safetensors")}
-    _write_json_atomic(directory / "state.json", payload)
+    write_json_atomic(directory / "state.json", payload)
 
 
 def load_training_state(directory: str | Path, model: torch.nn.Module,

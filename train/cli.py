@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baselines": ("train.commands.baselines", "difficulty ladder: simple classifiers per preset"),
     "fit": ("train.commands.fit", "two-stage training (SupCon then cross-entropy)"),
     "eval": ("train.commands.eval", "evaluate a checkpoint and write a report"),
+    "calibrate": ("train.commands.calibrate", "fit temperature scaling and the familiarity gate into a checkpoint"),
     "export": ("train.commands.export", "export a checkpoint (TorchScript, ONNX)"),
     "classify-prpd": ("train.commands.classify_prpd", "classify a folder of PRPD exports (CSV matrices, PNG/JPEG)"),
     "prpd-families": ("train.commands.prpd_families", "scores per PRPD rendering family (training vs held-out)"),

@@ -19,12 +19,14 @@ from mad.constants import IMAGE_SIZE, WINDOW_SAMPLES
 from mad.model.heads import masked_mean
 from mad.model.mad import IMAGE_MODALITY, SIGNAL_MODALITY
 from mad.runtime.graph_io import (
+    FAMILIARITY,
     GRAPH_META_KEY,
     IMAGE_PRESENT,
     IMAGES,
     LOGITS,
     SIGNAL_FEATURES,
     graph_input_names,
+    graph_output_names,
 )
 from train.export import export_metadata
 
@@ -40,7 +42,8 @@ class GraphCore(nn.Module):
     """MAD from the graph inputs to logits, with the eager model's own submodules and weights.
 
     `image_present` 0.0 masks a sample's image tokens in attention and pooling, which is what
-    `model(None, signals)` computes (tested equal), so one graph serves windows with and without a frame."""
+    `model(None, signals)` computes (tested equal), so one graph serves windows with and without a frame.
+    With the model's calibration: (logits / T, familiarity), what `model.infer` returns."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -51,7 +54,7 @@ class GraphCore(nn.Module):
         self.use_image, self.use_signal = model.config.use_image, model.config.use_signal
 
     def forward(self, images: torch.Tensor | None = None, signal_features: torch.Tensor | None = None,
-                image_present: torch.Tensor | None = None) -> torch.Tensor:
+                image_present: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         model = self.model
         tokens, modality, masks = [], [], []
         if self.use_image:
@@ -68,7 +71,11 @@ class GraphCore(nn.Module):
                 masks.append(torch.ones(z.shape[:2], dtype=torch.bool, device=z.device))
         token_mask = torch.cat(masks, dim=1) if masks else None
         encoded, _ = model.encoder(torch.cat(tokens, dim=1), torch.cat(modality), token_mask)
-        return model.classifier(masked_mean(encoded, token_mask))
+        pooled = masked_mean(encoded, token_mask)
+        logits = model.classifier(pooled)
+        if model.calibration is None:
+            return logits
+        return model.calibration(logits, pooled)
 
 
 def graph_metadata(model: nn.Module) -> dict[str, Any]:
@@ -82,7 +89,11 @@ def graph_metadata(model: nn.Module) -> dict[str, Any]:
     meta["inputs"] = {name: meta["inputs"][name] for name in graph_input_names(config.use_image, config.use_signal)}
     meta["signal_preprocess"] = ({"spread_floor": config.signal_spread_floor, "compress": config.signal_compress}
                                  if config.use_signal else None)
-    meta["outputs"] = {LOGITS: "float32 (B, 5)"}
+    if meta["calibration"] is None:
+        meta["outputs"] = {LOGITS: "float32 (B, 5)"}
+    else:
+        meta["outputs"] = {LOGITS: "float32 (B, 5): calibrated, raw logits / calibration.temperature",
+                           FAMILIARITY: "float32 (B,): unfamiliar below calibration.familiarity.threshold"}
     meta["opset"] = ONNX_OPSET
     return meta
 
@@ -114,7 +125,8 @@ def export_onnx(model: nn.Module, out: str | Path) -> Path:
         warnings.simplefilter("ignore")  # the exporter's notes on torchvision ops and deprecations
         program = torch.onnx.export(
             core, (), kwargs=inputs, dynamo=True, opset_version=ONNX_OPSET, input_names=list(inputs),
-            output_names=[LOGITS], dynamic_shapes={name: {0: batch} for name in inputs}, verbose=False,
+            output_names=list(graph_output_names(model.calibration is not None)),
+            dynamic_shapes={name: {0: batch} for name in inputs}, verbose=False,
         )
     program.model.metadata_props[GRAPH_META_KEY] = json.dumps(graph_metadata(model))
     program.save(str(out), external_data=False)

@@ -152,3 +152,28 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: li
         class_names=list(class_names),
     )
 
+
+def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean -log p(true class) (nats); what temperature scaling minimises."""
+    p = np.asarray(probs, dtype=np.float64)[np.arange(len(y_true)), np.asarray(y_true, dtype=np.int64)]
+    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean()) if len(p) else 0.0
+
+
+def familiarity_gate_report(y_true: np.ndarray, probs: np.ndarray, familiar: np.ndarray,
+                            class_names: list[str] | tuple[str, ...], n_bins: int = 15) -> dict:
+    """The familiarity gate on a labelled set: how many windows it flags `unfamiliar`, and the
+    classification report of the windows it lets through (those the agent would act on)."""
+    familiar = np.asarray(familiar, dtype=bool)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    flagged = int((~familiar).sum())
+    y_pred = np.asarray(probs).argmax(axis=1)
+    flagged_per_class = np.bincount(y_true[~familiar], minlength=len(class_names)).tolist()
+    result = {
+        "n": len(y_true), "unfamiliar": flagged, "unfamiliar_fraction": flagged / max(len(y_true), 1),
+        "unfamiliar_per_true_class": dict(zip(class_names, flagged_per_class, strict=True)),
+        "errors_flagged": int(((y_pred != y_true) & ~familiar).sum()), "errors": int((y_pred != y_true).sum()),
+        "familiar": None,
+    }
+    if familiar.any():
+        result["familiar"] = classification_report(y_true[familiar], probs[familiar], class_names, n_bins).to_dict()
+    return result

@@ -32,17 +32,50 @@ def modality_inputs(model: nn.Module, batch: dict[str, torch.Tensor], device: to
 def predict_probs(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 32,
                   modalities: str = "both", num_workers: int = 0, desc: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (N, C) float64 and labels (N,) over the whole dataset, in order."""
+    """Softmax probabilities (N, C) float64 and labels (N,) over the whole dataset, in order.
+
+    Calibrated (`model.infer`) when the model carries a calibration (a calibrated checkpoint loaded by
+    mad.load_model), as every deployed backend reports them; raw otherwise (training never has one)."""
     model.eval()
+    calibrated = getattr(model, "calibration", None) is not None
     probs, labels = [], []
     batches = iterate_batches(dataset, np.arange(len(dataset)), batch_size, num_workers)
     for batch in tqdm(batches, total=-(-len(dataset) // batch_size), desc=desc, leave=False, disable=desc is None):
         images, signals = modality_inputs(model, batch, device, modalities)
         with autocast_for(device):
-            logits = model(images, signals)
+            logits = model.infer(images, signals)[0] if calibrated else model(images, signals)
         probs.append(torch.softmax(logits.float(), dim=-1).cpu().double().numpy())
         labels.append(batch["label"].numpy())
     return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+
+
+@torch.inference_mode()
+def predict_scores(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 32,
+                   modalities: str = "both", num_workers: int = 0, desc: str | None = None) -> dict[str, np.ndarray]:
+    """One `forward_scores` per batch over the whole dataset, in order (float64 numpy):
+
+    "logits" (N, C) uncalibrated, "pooled" (N, D) the classifier's input, "labels" (N,) int64, and with the
+    model's calibration (`model.calibration`, from mad-train calibrate) also "probs" (N, C) calibrated and
+    "familiarity" (N,); without one "probs" is softmax of the raw logits and "familiarity" is absent."""
+    model.eval()
+    calibration = getattr(model, "calibration", None)
+    rows: dict[str, list[np.ndarray]] = {"logits": [], "pooled": [], "probs": [], "familiarity": [], "labels": []}
+    batches = iterate_batches(dataset, np.arange(len(dataset)), batch_size, num_workers)
+    for batch in tqdm(batches, total=-(-len(dataset) // batch_size), desc=desc, leave=False, disable=desc is None):
+        images, signals = modality_inputs(model, batch, device, modalities)
+        with autocast_for(device):
+            scores = model.forward_scores(images, signals)
+        logits, pooled = scores["logits"].float(), scores["pooled"].float()
+        if calibration is not None:
+            calibrated, familiarity = calibration(logits, pooled)
+            rows["familiarity"].append(familiarity.cpu().double().numpy())
+        else:
+            calibrated = logits
+        rows["logits"].append(logits.cpu().double().numpy())
+        rows["pooled"].append(pooled.cpu().double().numpy())
+        rows["probs"].append(torch.softmax(calibrated, dim=-1).cpu().double().numpy())
+        rows["labels"].append(batch["label"].numpy().astype(np.int64))
+    return {key: np.concatenate(value) for key, value in rows.items() if value}
 
 
 @torch.inference_mode()

@@ -46,19 +46,29 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, report: ClassificationReport
 
 
 def plot_reliability(y_true: np.ndarray, probs: np.ndarray, report: ClassificationReport, path: Path,
-                     n_bins: int = 15) -> None:
+                     n_bins: int = 15, uncalibrated: tuple[np.ndarray, float] | None = None) -> None:
+    """Reliability diagram of `probs` (the calibrated ones for a calibrated checkpoint); `uncalibrated`
+    (raw probabilities, their ECE) adds the before-calibration accuracy per bin as an outline."""
     confidence = probs.max(axis=1)
     counts, mean_conf, accuracy = calibration_bins(confidence, probs.argmax(axis=1) == y_true, n_bins)
     edges = np.linspace(0, 1, n_bins + 1)
     used = counts > 0
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.bar(edges[:-1][used], accuracy[used], width=1 / n_bins, align="edge", edgecolor="black", alpha=0.7,
-           label="accuracy")
+           label="accuracy" if uncalibrated is None else "accuracy (calibrated)")
     ax.plot(mean_conf[used], mean_conf[used], "r.", label="mean confidence")
+    title = f"Reliability ({n_bins} bins), ECE {report.ece:.4f}"
+    if uncalibrated is not None:
+        raw, raw_ece = uncalibrated
+        raw_counts, _, raw_accuracy = calibration_bins(raw.max(axis=1), raw.argmax(axis=1) == y_true, n_bins)
+        raw_used = raw_counts > 0
+        ax.bar(edges[:-1][raw_used], raw_accuracy[raw_used], width=1 / n_bins, align="edge", fill=False,
+               edgecolor="tab:blue", linestyle="--", label=f"accuracy before calibration (ECE {raw_ece:.4f})")
+        title = f"Reliability ({n_bins} bins), calibrated ECE {report.ece:.4f}"
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability ({n_bins} bins), ECE {report.ece:.4f}")
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     save_figure(fig, path)
 
@@ -92,28 +102,68 @@ def _table(report: ClassificationReport) -> str:
     return "\n".join(rows)
 
 
+def _calibration_lines(meta: dict[str, Any], reports: dict[str, ClassificationReport],
+                       uncalibrated: dict[str, ClassificationReport] | None,
+                       gates: dict[str, dict[str, Any]] | None) -> list[str]:
+    block = meta.get("calibration")
+    if block is None:
+        return ["No calibration in this checkpoint: raw probabilities and no familiarity gate "
+                "(`mad-train calibrate`).", ""]
+    fitted = block.get("fitted_on", {})
+    lines = [f"Calibration (`mad-train calibrate`, fitted on `{fitted.get('data')}` seed {fitted.get('seed')}, "
+             f"{fitted.get('windows')} windows): temperature T = {block['temperature']:.4f}; familiarity "
+             f"`{block['familiarity']['score']}`, unfamiliar below {block['familiarity']['threshold']:.4f}. "
+             "Every metric above uses the calibrated probabilities.", "",
+             "| inputs | ECE before | ECE after | unfamiliar | macro-F1 on familiar windows | errors flagged |",
+             "|---|---|---|---|---|---|"]
+    for name, r in reports.items():
+        before = "n/a" if uncalibrated is None else f"{uncalibrated[name].ece:.4f}"
+        gate = (gates or {}).get(name)
+        if gate is None:
+            lines.append(f"| {name} | {before} | {r.ece:.4f} | n/a | n/a | n/a |")
+            continue
+        familiar = gate["familiar"]
+        f1 = "n/a" if familiar is None else f"{familiar['macro_f1']:.4f}"
+        flagged = f"{gate['unfamiliar']} ({100 * gate['unfamiliar_fraction']:.2f} %)"
+        lines.append(f"| {name} | {before} | {r.ece:.4f} | {flagged} | {f1} | {gate['errors_flagged']} of "
+                     f"{gate['errors']} |")
+    return [*lines, ""]
+
+
 def write_report(out_dir: Path, *, checkpoint: str, data_spec: str, meta: dict[str, Any],
                  reports: dict[str, ClassificationReport], y_true: np.ndarray, probs: np.ndarray,
-                 latent: dict[str, np.ndarray] | None) -> Path:
-    """Write metrics.json, figures and report.md into out_dir; returns the markdown path."""
+                 latent: dict[str, np.ndarray] | None, uncalibrated: dict[str, ClassificationReport] | None = None,
+                 probs_uncalibrated: np.ndarray | None = None,
+                 gates: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write metrics.json, figures and report.md into out_dir; returns the markdown path.
+
+    `reports`/`probs` are the calibrated ones for a calibrated checkpoint; `uncalibrated` and
+    `probs_uncalibrated` the raw ones (ECE before calibration), `gates` the familiarity gate per input."""
     out_dir.mkdir(parents=True, exist_ok=True)
     main = reports["both"]
     plot_confusion(main, out_dir / "confusion_matrix.png")
     plot_roc(y_true, probs, main, out_dir / "roc.png")
-    plot_reliability(y_true, probs, main, out_dir / "reliability.png")
+    before = None
+    if probs_uncalibrated is not None and uncalibrated is not None:
+        before = (probs_uncalibrated, uncalibrated["both"].ece)
+    plot_reliability(y_true, probs, main, out_dir / "reliability.png", uncalibrated=before)
     figures = ["confusion_matrix.png", "roc.png", "reliability.png"]
     if latent is not None:
         plot_latent(latent, main.class_names, out_dir / "latent_space.png")
         figures.append("latent_space.png")
     payload = {"checkpoint": checkpoint, "data_spec": data_spec, "model": meta.get("name"),
-               "model_version": meta.get("version"), "results": {k: r.to_dict() for k, r in reports.items()}}
+               "model_version": meta.get("version"), "results": {k: r.to_dict() for k, r in reports.items()},
+               "calibration": meta.get("calibration"),
+               "uncalibrated": None if uncalibrated is None else {k: r.to_dict() for k, r in uncalibrated.items()},
+               "familiarity_gate": gates}
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     lines = [f"# Evaluation of {meta.get('name')} ({meta.get('version')})", "",
              f"- checkpoint: `{checkpoint}`", f"- data: `{data_spec}` ({main.n} windows)", "",
              "| inputs | accuracy | macro-F1 | macro AUC (OvR) | ECE (15 bins) |", "|---|---|---|---|---|"]
     for name, r in reports.items():
         lines.append(f"| {name} | {r.accuracy:.4f} | {r.macro_f1:.4f} | {r.macro_auc:.4f} | {r.ece:.4f} |")
-    lines += ["", "Per class (both modalities):", "", _table(main), ""]
+    lines += ["", *_calibration_lines(meta, reports, uncalibrated, gates)]
+    lines += ["Per class (both modalities):", "", _table(main), ""]
     lines += [f"![{figure}]({figure})" for figure in figures]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -79,12 +79,16 @@ def print_summary(outcome: ReplayOutcome, scores: dict[str, SensorScore], classi
         f"model {classifier.name} {classifier.version}")
     say(f"wall time {outcome.wall_s:.2f} s, {len(outcome.results)} windows, {outcome.windows_per_s:.2f} windows/s "
         f"({realtime:.0f}x real time)")
-    say(f"{'sensor':<16} {'windows':>7} {'degraded':>8} {'new':>4} {'update':>6} {'end':>4}")
+    threshold = getattr(classifier, "familiarity_threshold", None)
+    say("familiarity gate: " + ("off (the model has no calibration)" if threshold is None else
+                                f"on, unfamiliar below {threshold:.4g}"))
+    say(f"{'sensor':<16} {'windows':>7} {'degraded':>8} {'unfamiliar':>10} {'new':>4} {'update':>6} {'end':>4}")
     windows, degraded = outcome.windows_per_sensor, outcome.degraded_per_sensor
+    unfamiliar = outcome.unfamiliar_per_sensor
     for sensor in outcome.sensors:
         kinds = [e.kind for e in outcome.events if e.sensor_id == sensor]
-        say(f"{sensor:<16} {windows[sensor]:>7} {degraded[sensor]:>8} {kinds.count('new'):>4} "
-            f"{kinds.count('update'):>6} {kinds.count('end'):>4}")
+        say(f"{sensor:<16} {windows[sensor]:>7} {degraded[sensor]:>8} {unfamiliar[sensor]:>10} "
+            f"{kinds.count('new'):>4} {kinds.count('update'):>6} {kinds.count('end'):>4}")
     if scores:
         say()
         say("against ground truth (definitions: docs/replay.md)")

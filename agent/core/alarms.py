@@ -1,13 +1,16 @@
 """Per-sensor alarm state machine with hysteresis, and how severity is defined.
 
-A window's verdict: `uncertain` when its top probability is below `uncertain_below` (or its top
-class is a defect below `raise_probability`), `interference` when the top class is Noise, `defect`
-when the top class is Surface/Corona/Void at >= `raise_probability`, else `clean` (Normal).
+A window's verdict: `unfamiliar` when the model's familiarity gate says the window is unlike its
+training data (below the calibrated threshold; docs/familiarity.md), whatever the probabilities;
+else `uncertain` when its top probability is below `uncertain_below` (or its top class is a defect
+below `raise_probability`), `interference` when the top class is Noise, `defect` when the top class
+is Surface/Corona/Void at >= `raise_probability`, else `clean` (Normal). An unfamiliar window never
+votes for a defect: the model's probabilities mean nothing there.
 
 Raise (`new`) when k of the last n verdicts are `defect` with the same class. While raised,
 `update` when another class reaches k of n, or when the severity changes; `end` after
-`clear_after` clean windows in a row (interference and uncertain windows neither count towards
-clearing nor reset the count: they say nothing about the insulation). Noise never raises.
+`clear_after` clean windows in a row (interference, uncertain and unfamiliar windows neither count
+towards clearing nor reset the count: they say nothing about the insulation). Noise never raises.
 
 Severity (low/medium/high): the mean probability of the alarm class over its agreeing windows in
 the last n gives low (< severity_medium_probability), medium, or high (>= severity_high_probability);
@@ -26,7 +29,7 @@ import numpy as np
 from agent.settings import AlarmsSection
 from mad.constants import CLASS_NAMES, DEFECT_CLASSES, WINDOW_SECONDS
 
-Outcome = Literal["clean", "interference", "uncertain", "defect"]
+Outcome = Literal["clean", "interference", "uncertain", "defect", "unfamiliar"]
 SensorState = Literal["ok", "interference", "uncertain", "alarm", "stale", "offline"]
 _SEVERITIES = ("low", "medium", "high")
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation for Gaussian noise
@@ -56,11 +59,14 @@ class AlarmDecision:
     severity: str | None
 
 
-def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection) -> Verdict:
+def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection, familiar: bool = True) -> Verdict:
+    """`familiar` False (the gate flagged the window) makes the verdict `unfamiliar` before anything else."""
     top = int(np.argmax(probabilities))
     name, p = CLASS_NAMES[top], float(probabilities[top])
-    if p < config.uncertain_below:
-        outcome: Outcome = "uncertain"
+    if not familiar:
+        outcome: Outcome = "unfamiliar"
+    elif p < config.uncertain_below:
+        outcome = "uncertain"
     elif name == "Noise":
         outcome = "interference"
     elif name in DEFECT_CLASSES:
@@ -86,10 +92,13 @@ class SensorAlarm:
     def state(self) -> SensorState:
         if self.active_class is not None:
             return "alarm"
-        return {None: "ok", "clean": "ok", "defect": "uncertain"}.get(self.last_outcome, self.last_outcome)  # type: ignore[return-value]
+        # A lone defect window below k, or a window unlike the training data, is never reported as ok.
+        states = {None: "ok", "clean": "ok", "defect": "uncertain", "unfamiliar": "uncertain"}
+        return states.get(self.last_outcome, self.last_outcome)  # type: ignore[return-value]
 
-    def observe(self, probabilities: np.ndarray, activity: float = 0.0) -> AlarmDecision:
-        verdict = judge(probabilities, activity, self.config)
+    def observe(self, probabilities: np.ndarray, activity: float = 0.0, familiar: bool = True) -> AlarmDecision:
+        """One window; `familiar` False is the familiarity gate's verdict (the window cannot vote)."""
+        verdict = judge(probabilities, activity, self.config, familiar)
         self.history.append(verdict)
         self.last_outcome = verdict.outcome
         leader = self._leading_class()

@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.core.clock import Clock, seconds_to_ns
 from agent.core.pairing import ReadyWindow
-from agent.inference import Classifier
+from agent.inference import Classifier, scores_of
 from agent.settings import ModelSection
 
 
@@ -33,6 +33,7 @@ class BatchResult:
     probabilities: np.ndarray | None  # (B, 5) float32, None when the call failed
     latency_s: float
     error: str | None = None
+    familiarity: np.ndarray | None = None  # (B,) float32; None when the model has no familiarity gate
 
 
 @dataclass
@@ -47,17 +48,26 @@ class BatcherCounters:
     inference_last_latency_s: float = 0.0
 
 
-def run_batch(classifier: Classifier, windows: list[ReadyWindow]) -> np.ndarray:
-    """One model call per modality set (with image / signal-only); rows back in input order."""
+def run_batch(classifier: Classifier, windows: list[ReadyWindow]) -> tuple[np.ndarray, np.ndarray | None]:
+    """One model call per modality set (with image / signal-only); rows back in input order.
+
+    -> (probabilities (B, 5), familiarity (B,) or None when the model gives none). A sub-batch without
+    familiarity from a model that gave it for the other leaves NaN there, which the gate reads as unfamiliar."""
     probabilities = np.empty((len(windows), len(classifier.class_names)), np.float32)
+    familiarity: np.ndarray | None = None
     with_image = [i for i, w in enumerate(windows) if w.image is not None]
     without_image = [i for i, w in enumerate(windows) if w.image is None]
     for rows, use_image in ((with_image, True), (without_image, False)):
         if rows:
             signals = np.stack([windows[i].signal for i in rows])
             images = np.stack([windows[i].image for i in rows]) if use_image else None
-            probabilities[rows] = classifier.predict(images, signals)
-    return probabilities
+            scores = scores_of(classifier, images, signals)
+            probabilities[rows] = scores.probabilities
+            if scores.familiarity is not None:
+                if familiarity is None:
+                    familiarity = np.full(len(windows), np.nan, np.float32)
+                familiarity[rows] = scores.familiarity
+    return probabilities, familiarity
 
 
 class Batcher:
@@ -180,10 +190,10 @@ class Batcher:
     def _infer(self, batch: list[ReadyWindow]) -> BatchResult:
         started = self.timer()
         try:
-            probabilities = run_batch(self.classifier, batch)
+            probabilities, familiarity = run_batch(self.classifier, batch)
             error = None
         except Exception as exc:  # one failing batch must not kill the worker; the windows are counted lost
-            probabilities, error = None, f"{type(exc).__name__}: {exc}"
+            probabilities, familiarity, error = None, None, f"{type(exc).__name__}: {exc}"
         latency = self.timer() - started
         with self._lock:
             self.counters.inference_calls += int(any(w.image is None for w in batch)) + int(
@@ -193,4 +203,4 @@ class Batcher:
             self.counters.inference_failures += int(error is not None)
             self.counters.inference_seconds_total += latency
             self.counters.inference_last_latency_s = latency
-        return BatchResult(batch, probabilities, latency, error)
+        return BatchResult(batch, probabilities, latency, error, familiarity)

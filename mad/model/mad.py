@@ -15,6 +15,7 @@ from torch import nn
 from mad.config import MADConfig, get_config
 from mad.constants import WINDOW_SAMPLES
 from mad.model.encoder import LIMoEEncoder
+from mad.model.familiarity import Calibration
 from mad.model.flows import ImageFlow, SignalFlow, flow_nll_per_dim
 from mad.model.heads import ClassifierHead, ProjectionHead, masked_mean
 from mad.model.preprocess import ImagePreprocess, SignalPreprocess
@@ -45,6 +46,9 @@ class MAD(nn.Module):
         self.projection_head = ProjectionHead(dim, config.proj_dim)
         self.classifier = ClassifierHead(dim, config.num_classes)
         self.apply(self._init_weights)
+        # Fitted after training (mad-train calibrate) and attached by mad.load_model; None: raw logits and no
+        # familiarity. Its tensors are non-persistent buffers, never part of the weights (mad/model/familiarity.py).
+        self.calibration: Calibration | None = None
 
     def _init_weights(self, module: nn.Module) -> None:
         # nanoGPT: N(0, 0.02); residual projections scaled by 1/sqrt(2 * depth); flows' last layers stay 0.
@@ -73,6 +77,7 @@ class MAD(nn.Module):
             raise ValueError(f"batch sizes differ: images {images.shape[0]} vs signals {signals.shape[0]}")
 
         pre, post, ids, masks, nll_terms = [], [], [], [], []
+        nll_sum, nll_dims = None, None  # per sample: NLL x dims and dims over the present modalities
         branches = (
             (images, image_present, self.image_preprocess, self.image_tokenizer, self.image_flow, IMAGE_MODALITY),
             (signals, signal_present, self.signal_preprocess, self.signal_tokenizer, self.signal_flow,
@@ -90,8 +95,12 @@ class MAD(nn.Module):
                 nll_terms.append((nll * weight).sum() / weight.sum().clamp_min(1.0))
                 masks.append(present[:, None].expand(-1, tokens.shape[1]))
             else:
+                weight = torch.ones_like(nll)
                 nll_terms.append(nll.mean())
                 masks.append(torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device))
+            dims = weight * float(z.shape[1] * z.shape[2])
+            nll_sum = nll * dims if nll_sum is None else nll_sum + nll * dims
+            nll_dims = dims if nll_dims is None else nll_dims + dims
             pre.append(tokens)
             post.append(z)
             ids.append(torch.full((tokens.shape[1],), modality, dtype=torch.long, device=tokens.device))
@@ -107,6 +116,9 @@ class MAD(nn.Module):
             "modality": torch.cat(ids),
             "token_mask": token_mask,
             "flow_nll": torch.stack(nll_terms).sum(),
+            # (B,) NLL per dimension of each window's present tokens under the flows: a density score
+            # of the window itself (the batch loss above averages it away).
+            "flow_nll_per_sample": nll_sum / nll_dims.clamp_min(1.0),
         }
 
     @staticmethod
@@ -139,12 +151,31 @@ class MAD(nn.Module):
         pooled = masked_mean(tokens, token_mask)
         return self.projection_head(pooled) if for_supcon else self.classifier(pooled)
 
+    def forward_scores(self, images: torch.Tensor | None, signals: torch.Tensor | None,
+                       image_present: torch.Tensor | None = None,
+                       signal_present: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One forward for inference and calibration: "logits" (B, C) uncalibrated, "pooled" (B, D) the
+        classifier's input (masked mean of the encoder tokens), "flow_nll" (B,) per-window flow NLL per dim."""
+        stages = self._features(images, signals, image_present, signal_present)
+        pooled = masked_mean(stages["encoded"], stages["token_mask"])
+        return {"logits": self.classifier(pooled), "pooled": pooled, "flow_nll": stages["flow_nll_per_sample"]}
+
+    def infer(self, images: torch.Tensor | None, signals: torch.Tensor | None,
+              image_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The deployed forward: (calibrated logits (B, C), familiarity (B,)), or (raw logits, None) for a model
+        without calibration. Softmax of the first is the reported probability; every backend runs this."""
+        scores = self.forward_scores(images, signals, image_present)
+        if self.calibration is None:
+            return scores["logits"], None
+        return self.calibration(scores["logits"], scores["pooled"])
+
     def forward(self, images: torch.Tensor | None, signals: torch.Tensor | None, for_supcon: bool = False,
                 return_aux: bool = False, image_present: torch.Tensor | None = None,
                 signal_present: torch.Tensor | None = None):
         """images uint8 (B,256,256,3) or float (B,3,256,256) in [0,1]; signals (B,20,7680) raw counts.
         Either may be None (missing modality); image_present/signal_present (B,) bool mask one
-        modality per sample. -> logits (B, 5), or projections (B, 128) if for_supcon; with
+        modality per sample. -> uncalibrated logits (B, 5) (the training path; `infer` is the deployed one,
+        with the calibration), or projections (B, 128) if for_supcon; with
         return_aux, (out, aux) where aux holds 0-dim losses ("flow_nll", and "moe_*" for topk)."""
         stages = self._features(images, signals, image_present, signal_present)
         out = self.forward_head(stages["encoded"], for_supcon, stages["token_mask"])

@@ -9,7 +9,10 @@ float32, which every TensorRT build accepts as a network input:
 - `signal_features` (B, 153600): `SignalPreprocess` output;
 - `image_present` (B,) 1.0 or 0.0: 0.0 masks the image tokens, which equals `model(None, signals)`.
 
-Output: `logits` (B, 5). A model without one modality has no input for it.
+Output: `logits` (B, 5). A model without one modality has no input for it. A calibrated checkpoint
+(mad-train calibrate) adds the output `familiarity` (B,), and its `logits` are the calibrated ones
+(raw / temperature, inside the graph: the metadata's `calibration.applied_in_graph`), so a runtime takes
+softmax(logits) as it is and never applies the temperature itself.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mad.constants import IMAGE_SIZE
 from mad.model.preprocess import ImagePreprocess, SignalPreprocess
 
 IMAGES, SIGNAL_FEATURES, IMAGE_PRESENT, LOGITS = "images", "signal_features", "image_present", "logits"
+FAMILIARITY = "familiarity"  # the second output of a calibrated graph
 GRAPH_META_KEY = "mad_meta"  # ONNX metadata_props key / engine sidecar holding the model's metadata
 ENGINE_FORMAT = "mad-tensorrt-engine"  # the `format` of a TensorRT engine's `<name>.engine.json` sidecar
 IMAGE_PREPROCESS = ImagePreprocess(IMAGE_SIZE)  # stateless: one instance serves every backend and device
@@ -32,6 +36,10 @@ def graph_input_names(use_image: bool, use_signal: bool) -> tuple[str, ...]:
     if use_image and use_signal:
         return (IMAGES, SIGNAL_FEATURES, IMAGE_PRESENT)
     return (IMAGES,) if use_image else (SIGNAL_FEATURES,)
+
+
+def graph_output_names(calibrated: bool) -> tuple[str, ...]:
+    return (LOGITS, FAMILIARITY) if calibrated else (LOGITS,)
 
 
 def signal_preprocess_from_meta(meta: dict[str, Any]) -> SignalPreprocess | None:

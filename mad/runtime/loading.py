@@ -103,12 +103,18 @@ def verify_weights(path: str | Path, meta: dict[str, Any]) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Build the model from the sidecar's config, load the verified weights strictly, eval mode.
 
-    `model.mad_meta` holds name, version, class_names, preprocessing and the whole sidecar.
+    A sidecar with a "calibration" block also gets its verified companion file attached as
+    `model.calibration` (temperature and familiarity statistics, used by `model.infer`); without one the
+    model has no calibration and no familiarity gate. `model.mad_meta` holds name, version (the sidecar's
+    model_version, plus `+cal.<sha256[:8]>` of the calibration file when there is one: the same weights
+    with another calibration give other probabilities), class_names, preprocessing, calibration (the
+    block or None) and the whole sidecar.
     """
     from safetensors.torch import load_file
 
     from mad.config import get_config
     from mad.model import build_model
+    from mad.runtime.calibration import CALIBRATION_KEY, load_calibration
 
     meta = read_sidecar(path)
     weights = verify_weights(path, meta)
@@ -125,12 +131,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights}: weights do not fit the sidecar's model_config ({exc})") from None
+    model.calibration = load_calibration(path, meta, config.num_classes, config.dim)
     model.to(device).eval()
+    version = meta.get("model_version", meta["weights_sha256"][:12])
+    block = meta.get(CALIBRATION_KEY)
+    if block is not None:
+        version = f"{version}+cal.{block['sha256'][:8]}"
     model.mad_meta = {
         "name": meta["name"],
-        "version": meta.get("model_version", meta["weights_sha256"][:12]),
+        "version": version,
         "class_names": list(meta["class_names"]),
         "preprocessing": meta["preprocessing"],
+        "calibration": block,
         "sidecar": meta,
     }
     return model

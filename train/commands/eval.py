@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
     from torch.utils.data import ConcatDataset
 
@@ -32,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from train.config import ConfigError, DataConfig
     from train.data_spec import DataSpecError, open_datasets
     from train.distributed import resolve_device
-    from train.metrics import classification_report
-    from train.predict import latent_stages, predict_probs
+    from train.metrics import classification_report, familiarity_gate_report
+    from train.predict import latent_stages, predict_scores
     from train.report import write_report
 
     try:
@@ -68,20 +69,47 @@ def run(args: argparse.Namespace) -> int:
     variants = ["both"]
     if args.single_modality and model.config.use_image and model.config.use_signal:
         variants += ["image", "signal"]
-    reports, main_probs, main_labels = {}, None, None
+    calibration = model.mad_meta.get("calibration")
+    threshold = None if calibration is None else float(calibration["familiarity"]["threshold"])
+    reports, uncalibrated, gates, main_probs, main_raw, main_labels = {}, {}, {}, None, None, None
     for variant in variants:
-        probs, labels = predict_probs(model, dataset, device, args.batch_size, modalities=variant,
-                                      desc=f"eval ({variant})")
+        scores = predict_scores(model, dataset, device, args.batch_size, modalities=variant,
+                                desc=f"eval ({variant})")
+        labels, probs = scores["labels"], scores["probs"]  # calibrated where the checkpoint is
+        raw = torch.softmax(torch.from_numpy(scores["logits"]), dim=-1).numpy()
         reports[variant] = classification_report(labels, probs, class_names)
+        uncalibrated[variant] = classification_report(labels, raw, class_names)
+        if threshold is not None:
+            gates[variant] = familiarity_gate_report(labels, probs, scores["familiarity"] >= threshold, class_names)
         if variant == "both":
-            main_probs, main_labels = probs, labels
+            main_probs, main_raw, main_labels = probs, raw, labels
+            main_scores = scores
     with torch.inference_mode():
         latent = latent_stages(model, dataset, device, args.latent_windows)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     path = write_report(out, checkpoint=str(args.checkpoint), data_spec=args.data, meta=model.mad_meta,
-                        reports=reports, y_true=main_labels, probs=main_probs, latent=latent)
+                        reports=reports, y_true=main_labels, probs=main_probs, latent=latent,
+                        uncalibrated=uncalibrated if calibration is not None else None,
+                        probs_uncalibrated=main_raw if calibration is not None else None, gates=gates or None)
+    # Per-window outputs (labels, raw logits, probabilities, pooled features, familiarity), so another
+    # calibration (threshold, T, statistics) can be scored on the same windows without a forward.
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "predictions.npz", **{k: v.astype(np.float32) if k == "pooled" else v
+                                                    for k, v in main_scores.items()})
+    if calibration is None:
+        print("no calibration in this checkpoint: raw probabilities, no familiarity gate (mad-train calibrate)")
     for name, r in reports.items():
+        ece = f"{r.ece:.4f}"
+        if calibration is not None:
+            ece = f"{uncalibrated[name].ece:.4f} -> {ece} (T={calibration['temperature']:.3f})"
         print(f"{name}: n={r.n} accuracy={r.accuracy:.4f} macro-F1={r.macro_f1:.4f} macro-AUC={r.macro_auc:.4f} "
-              f"ECE={r.ece:.4f}")
+              f"ECE={ece}")
+        gate = gates.get(name)
+        if gate is not None:
+            familiar = gate["familiar"]
+            f1 = "n/a" if familiar is None else f"{familiar['macro_f1']:.4f}"
+            print(f"  familiarity gate: {gate['unfamiliar']} of {gate['n']} unfamiliar "
+                  f"({100 * gate['unfamiliar_fraction']:.2f} %), macro-F1 on familiar windows {f1}, "
+                  f"errors flagged {gate['errors_flagged']} of {gate['errors']}")
     print(f"report: {path}")
     return 0
