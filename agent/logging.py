@@ -75,17 +75,24 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, key: str, event: str, **fields: Any) -> bool:
-        """Returns True when the line was written."""
+    def allow(self, key: str) -> int | None:
+        """None when `key` had its line less than `interval_s` ago (this one is counted as suppressed);
+        otherwise the number suppressed since that line (0 the first time): the caller writes its line."""
         now = self.now()
         last = self._last.get(key)
         if last is not None and now - last < self.interval_s:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return False
+            return None
         if len(self._last) >= self.max_keys and key not in self._last:
             self._last.clear()  # bounded: forgetting old keys only risks one extra line each
             self._suppressed.clear()
         self._last[key] = now
-        suppressed = self._suppressed.pop(key, 0)
+        return self._suppressed.pop(key, 0)
+
+    def warning(self, key: str, event: str, **fields: Any) -> bool:
+        """Returns True when the line was written."""
+        suppressed = self.allow(key)
+        if suppressed is None:
+            return False
         self.logger.warning(event, key=key, suppressed=suppressed, **fields)
         return True

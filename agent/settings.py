@@ -179,8 +179,19 @@ class MqttSection(Section):
         return self
 
 
+# The highest rate anything may state (an allow-list entry, limits.sample_rate_max_hz): the wire contract's
+# ceiling, so a claim above it is refused by the decoder and never reaches the core.
+MAX_SAMPLE_RATE_HZ = wire.DEFAULT_LIMITS.max_sample_rate_hz
+MIB = 1024 * 1024
+
+
+def window_bytes(sample_rate_hz: float, itemsize: int = 2) -> int:
+    """Bytes one open 20 s window holds: the samples in the stream's dtype plus a 1-byte presence mask."""
+    return round(sample_rate_hz * 20) * (itemsize + 1)
+
+
 class SensorSpec(Section):
-    sample_rate_hz: float = Field(float(SAMPLE_RATE_HZ), gt=0, le=10_000_000)
+    sample_rate_hz: float = Field(float(SAMPLE_RATE_HZ), gt=0, le=MAX_SAMPLE_RATE_HZ)
     power_freq_hz: float = Field(DEFAULT_POWER_FREQ_HZ, ge=16, le=400)
 
 
@@ -194,12 +205,46 @@ class LimitsSection(Section):
     unknown_sensor: Literal["auto-register", "reject"] = "auto-register"
     max_sensors: int = Field(256, ge=1, le=100_000)
     sensors: dict[str, SensorSpec] = Field(default_factory=dict)
+    # Sample rates admitted from a sensor not in `sensors` (a listed sensor is held to its own rate instead);
+    # anything else is refused (`bad_sample_rate`) before any memory is set aside for it. The ceiling is the
+    # resource bound (a 20 s window at 2 MHz is 40 M samples); the floor is a plausibility choice (a slow
+    # sensor costs less, and windows per chunk are bounded anyway): docs/agent-config.md argues both.
+    sample_rate_min_hz: float = Field(1.0, ge=1.0, le=MAX_SAMPLE_RATE_HZ)
+    sample_rate_max_hz: float = Field(2_000_000.0, ge=1.0, le=MAX_SAMPLE_RATE_HZ)
+    # Open-window memory, samples in the sensor's own dtype + a 1-byte mask per sample: per sensor (all its
+    # open windows together; a 2 MHz int16 window is 120 MB) and for all sensors together. Past either, the
+    # sensor's oldest window is closed early (windows_forced); a stream whose single window cannot fit is
+    # refused (`window_too_large`), a chunk that finds the shared budget spent is refused (`memory_budget`).
+    max_window_bytes_per_sensor: int = Field(128 * MIB, ge=MIB, le=64 * 1024 * MIB)
+    max_window_bytes_total: int = Field(512 * MIB, ge=MIB, le=1024 * 1024 * MIB)
+    # A sensor whose rate, power frequency or sample dtype changes starts a new stream (its open windows
+    # close first, counted in `streams_changed`); more changes than this within a minute are refused
+    # (`stream_change_limit`). 0: every change is refused.
+    max_stream_changes_per_minute: int = Field(1, ge=0, le=60)
 
     @model_validator(mode="after")
     def _intake_holds_a_payload(self) -> LimitsSection:
         if self.intake_max_bytes < self.max_payload_bytes:
             raise ValueError(f"intake_max_bytes ({self.intake_max_bytes}) must be >= max_payload_bytes "
                              f"({self.max_payload_bytes})")
+        return self
+
+    @model_validator(mode="after")
+    def _rates_fit_the_budget(self) -> LimitsSection:
+        if self.sample_rate_min_hz > self.sample_rate_max_hz:
+            raise ValueError(f"sample_rate_min_hz ({self.sample_rate_min_hz}) must be <= sample_rate_max_hz "
+                             f"({self.sample_rate_max_hz})")
+        if self.max_window_bytes_per_sensor > self.max_window_bytes_total:
+            raise ValueError(f"max_window_bytes_per_sensor ({self.max_window_bytes_per_sensor}) must be <= "
+                             f"max_window_bytes_total ({self.max_window_bytes_total})")
+        # Checked for int16 samples, what PD sensors send; a wider dtype at the same rate is refused at run time.
+        stated = [("sample_rate_max_hz", self.sample_rate_max_hz)] + [
+            (f"sensors.{sensor_id}.sample_rate_hz", spec.sample_rate_hz) for sensor_id, spec in self.sensors.items()]
+        for name, rate in stated:
+            needed = window_bytes(rate)
+            if needed > self.max_window_bytes_per_sensor:
+                raise ValueError(f"{name} ({rate:g} Hz): one 20 s int16 window takes {needed} bytes, more than "
+                                 f"max_window_bytes_per_sensor ({self.max_window_bytes_per_sensor}); raise it")
         return self
 
     @field_validator("sensors")

@@ -4,18 +4,25 @@ In: the network thread only stamps and enqueues raw messages into the `Intake`.
 Out: alarms through the `Outbox` (QoS 1, row deleted on PUBACK, backlog re-sent as historical
 on every connect), retained per-sensor state (re-published on every connect), availability
 (`online` retained, Last Will `offline`, `stopped` on clean exit), stats, dead letters.
+Reconnects: paho's loop retries for ever; `ReconnectBackoff` chooses every wait (doubling, jittered,
+kept until a CONNACK accepts us), and each failed attempt is classified (`classify_connect_error`,
+`classify_connack`) and logged once per cause at a bounded rate.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
+import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +34,11 @@ from paho.mqtt.properties import Properties
 
 from agent import wire
 from agent.intake import Intake, RawMessage
+from agent.logging import RateLimitedLog
 from agent.outbox import Outbox
 
 log = logging.getLogger(__name__)
+_FAILURES_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class TransportConfig:
     tls_key_file: Path | None = None
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    failure_log_interval_s: float = 60.0  # a repeated connection failure is logged once per cause per this
     subscribe_qos: int = 1
     deadletter: bool = False
     topics: wire.Topics = field(default_factory=wire.Topics)
@@ -66,6 +76,92 @@ class TransportConfig:
             raise ValueError("mqtt tls_cert_file and tls_key_file must be given together")
         if not wire.SENSOR_ID_RE.match(self.agent_id):
             raise ValueError(f"agent_id={self.agent_id!r}: must match [A-Za-z0-9_.-]{{1,64}}")
+
+
+class ReconnectBackoff:
+    """The wait before each reconnect attempt: doubling, jittered at every step, reset only by a CONNACK.
+
+    Attempt k after the last accepted connection waits a uniform draw in [step_k / 2, step_k], with
+    step_k = min(max_s, min_s * 2**k): the nominal step doubles from `reconnect_min_s` to `reconnect_max_s`
+    and every wait, the ones at the ceiling included, is spread over half of it, so a fleet of agents that
+    lost the same broker does not come back in lock-step. A refused CONNACK, a TLS or DNS failure and a
+    dropped connection all advance the same counter; only an accepted CONNACK resets it.
+    """
+
+    def __init__(self, min_s: float, max_s: float, uniform: Callable[[float, float], float] = random.uniform) -> None:
+        if not 0 < min_s <= max_s:
+            raise ValueError(f"reconnect back-off: need 0 < min_s ({min_s}) <= max_s ({max_s})")
+        self.min_s, self.max_s, self.uniform = min_s, max_s, uniform
+        self.attempt = 0  # failed attempts since the last accepted connection
+
+    def step(self, attempt: int) -> float:
+        """The nominal (un-jittered) wait after `attempt` failures."""
+        return min(self.max_s, self.min_s * 2.0 ** min(attempt, 64))
+
+    def next_delay(self) -> float:
+        nominal = self.step(self.attempt)
+        self.attempt += 1
+        return self.uniform(nominal / 2, nominal)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass(frozen=True)
+class ConnectionFailure:
+    at: float  # time.monotonic() of the failure
+    cause: str  # stable code: tls_unknown_ca, refused_auth, dns, connection_refused, ... (docs/mqtt.md)
+    detail: str
+
+
+# OpenSSL X509_V_ERR_* codes (`ssl.SSLCertVerificationError.verify_code`) -> cause
+_TLS_VERIFY_CAUSES = {
+    2: "tls_unknown_ca",  # unable to get issuer certificate
+    18: "tls_unknown_ca",  # self-signed certificate
+    19: "tls_unknown_ca",  # self-signed certificate in certificate chain
+    20: "tls_unknown_ca",  # unable to get local issuer certificate
+    21: "tls_unknown_ca",  # unable to verify the first certificate
+    9: "tls_certificate_not_yet_valid",
+    10: "tls_certificate_expired",
+    62: "tls_hostname_mismatch",
+    64: "tls_hostname_mismatch",  # IP address mismatch
+}
+# MQTT 5 CONNACK reason codes (paho maps MQTT 3.1.1 return codes onto them) -> cause
+_CONNACK_CAUSES = {
+    132: "refused_protocol",
+    133: "refused_client_id",
+    134: "refused_auth",  # bad user name or password
+    135: "refused_auth",  # not authorized
+    136: "refused_unavailable",
+    137: "refused_unavailable",  # server busy
+    138: "refused_banned",
+    140: "refused_auth",  # bad authentication method
+}
+
+
+def classify_connect_error(error: BaseException | None) -> tuple[str, str]:
+    """(cause, detail) of an exception raised while opening the connection (TCP, TLS, DNS)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _TLS_VERIFY_CAUSES.get(error.verify_code, "tls_verify_failed"), str(error.verify_message or error)
+    if isinstance(error, ssl.SSLError):
+        return "tls_error", str(getattr(error, "reason", None) or error)
+    if isinstance(error, socket.gaierror):
+        return "dns", str(error)
+    if isinstance(error, ConnectionRefusedError):
+        return "connection_refused", str(error)
+    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
+        return "timeout", str(error) or "timed out"
+    if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "unreachable", str(error)
+    if isinstance(error, OSError):
+        return "network_error", str(error)
+    return "connect_failed", repr(error) if error is not None else "no error reported"
+
+
+def classify_connack(reason_code) -> tuple[str, str]:
+    """(cause, detail) of a CONNACK that refused the connection."""
+    value = getattr(reason_code, "value", reason_code)
+    return _CONNACK_CAUSES.get(value, f"refused_{value}"), str(reason_code)
 
 
 def read_credential(name: str, fallback_file: Path | None = None) -> str | None:
@@ -107,6 +203,13 @@ class MqttTransport:
         self._subscribe_mid: int | None = None
         self._stopping = False
         self.connects = 0  # successful CONNACKs, for stats and tests
+        self.backoff = ReconnectBackoff(config.reconnect_min_s, config.reconnect_max_s)
+        self.connect_failures = 0  # failed attempts, all causes, since start
+        self._failures_at_connect = 0  # connect_failures at the last accepted connection
+        self.failures: deque[ConnectionFailure] = deque(maxlen=_FAILURES_KEPT)  # recent ones, oldest first
+        self.delays: deque[float] = deque(maxlen=_FAILURES_KEPT)  # the waits drawn after them, same order
+        self._failure_log = RateLimitedLog(log, config.failure_log_interval_s)
+        self._connack_seen = False  # this connection attempt got a CONNACK (accepted or refused)
         # Serialises "hand this outbox row to paho" between callers and the on_connect backlog flush.
         self._send_lock = threading.Lock()
         # mid <-> outbox row bookkeeping; never held while calling into paho (paho calls on_publish under its locks).
@@ -137,20 +240,36 @@ class MqttTransport:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
-        self._jitter_backoff(client)
+        # Replaced before every wait by `_schedule_retry`; paho's own doubling is never used (it has no
+        # jitter, and every reconnect_delay_set call restarts it).
+        client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         return client
 
-    def _jitter_backoff(self, client: mqtt.Client) -> None:
-        # paho doubles the delay from min to max; a random base per outage keeps a fleet of agents
-        # from reconnecting in lock-step after a broker restart.
-        base = self.config.reconnect_min_s * random.uniform(0.5, 1.5)
-        client.reconnect_delay_set(min_delay=min(base, self.config.reconnect_max_s),
-                                   max_delay=self.config.reconnect_max_s)
+    def _schedule_retry(self, client: mqtt.Client) -> None:
+        """Set the wait before paho's next attempt (network thread, called before paho waits).
+
+        paho's loop calls on_connect_fail or on_disconnect after every failed or lost connection and then
+        waits `_reconnect_wait`; reconnect_delay_set(d, d) makes that wait exactly d (it clears paho's own
+        counter, whose first step is min_delay), while the doubling lives in `self.backoff`.
+        """
+        delay = self.backoff.next_delay()
+        self.delays.append(delay)
+        client.reconnect_delay_set(min_delay=delay, max_delay=delay)
+
+    def _connection_failed(self, cause: str, detail: str) -> None:
+        self.connect_failures += 1
+        self.failures.append(ConnectionFailure(time.monotonic(), cause, detail))
+        suppressed = self._failure_log.allow(cause)
+        if suppressed is not None:
+            log.warning("mqtt: cannot connect to %s:%s: %s (%s); retrying with back-off up to %gs%s",
+                        self.config.host, self.config.port, cause, detail, self.config.reconnect_max_s,
+                        f"; {suppressed} more failure(s) like it since the last line" if suppressed else "")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -185,9 +304,13 @@ class MqttTransport:
 
     # ------------------------------------------------------------------ callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connack_seen = True
         if reason_code.is_failure:
-            log.warning("mqtt: connection to %s:%s refused: %s", self.config.host, self.config.port, reason_code)
+            self._connection_failed(*classify_connack(reason_code))  # the broker then closes: _on_disconnect
             return
+        failed_attempts = self.connect_failures - self._failures_at_connect
+        self._failures_at_connect = self.connect_failures
+        self.backoff.reset()
         self.connects += 1
         # Subscribing here, not once after start(), so subscriptions survive a reconnect with a clean session.
         _, self._subscribe_mid = client.subscribe(
@@ -200,8 +323,16 @@ class MqttTransport:
             for row in self.outbox.pending():
                 if row.row_id not in self._rows_in_client:
                     self._send_row(row.row_id, row.topic, wire.mark_historical(row.payload))
-        log.info("mqtt: connected to %s:%s as %s", self.config.host, self.config.port, self.client_id)
+        log.info("mqtt: connected to %s:%s as %s%s", self.config.host, self.config.port, self.client_id,
+                 f" after {failed_attempts} failed attempt(s)" if failed_attempts else "")
         self._notify(True)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this from inside its `except OSError:` around reconnect() (TCP, DNS, TLS handshake) and
+        # passes no exception: the one being handled is still sys.exc_info() here.
+        self._connection_failed(*classify_connect_error(sys.exc_info()[1]))
+        if not self._stopping:
+            self._schedule_retry(client)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid != self._subscribe_mid:
@@ -214,13 +345,17 @@ class MqttTransport:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected.is_set()
+        connack_seen, self._connack_seen = self._connack_seen, False
         self._connected.clear()
         self._subscribed.clear()
-        self._jitter_backoff(client)
         if self._stopping:
             log.info("mqtt: disconnected cleanly")
         elif was_connected:
             log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason_code)
+        elif not connack_seen:  # e.g. a TLS 1.3 broker refusing our client certificate after the handshake
+            self._connection_failed("closed_before_connack", str(reason_code))
+        if not self._stopping:
+            self._schedule_retry(client)
         if was_connected:
             self._notify(False)
 

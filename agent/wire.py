@@ -104,8 +104,11 @@ class WireLimits:
     max_samples: int = 1_000_000  # per chunk
     sample_min: float = -(2.0**31)  # inclusive ADC range (float dtypes are also checked against it)
     sample_max: float = 2.0**31 - 1
+    # The contract's range; the agent admits a narrower, configured one (limits.sample_rate_min_hz/max_hz or
+    # the allow-list's own rate) before any memory is set aside. 10 MHz is the most an allow-list entry may
+    # state; past it a 20 s window (200 M samples) is no longer a thing an edge agent should hold.
     min_sample_rate_hz: float = 1.0
-    max_sample_rate_hz: float = 100e6
+    max_sample_rate_hz: float = 10e6
     min_power_freq_hz: float = 15.0  # 16.7 Hz railway .. 60 Hz grid, with margin
     max_power_freq_hz: float = 100.0
     max_future_skew_ns: int = 24 * 3600 * 10**9  # only checked when the caller passes now_ns

@@ -25,7 +25,7 @@ from agent.core.model_input import to_model_signal
 from agent.core.pairing import Pairer, ReadyWindow, Renderer
 from agent.core.types import PrpdFrame, SampleChunk
 from agent.core.windowing import ClosedWindow, SensorStreamError, Windower
-from agent.inference import Classifier
+from agent.inference import Classifier, familiarity_threshold_of
 from agent.logging import RateLimitedLog, get_logger
 from agent.settings import SENSOR_ID_PATTERN, AgentSettings
 from mad.constants import CLASS_NAMES, IMAGE_SIZE
@@ -42,13 +42,18 @@ class WindowResult:
     window_end_ns: int
     probabilities: dict[str, float]
     class_name: str
-    outcome: str  # clean | interference | uncertain | defect
+    outcome: str  # clean | interference | uncertain | defect | unfamiliar
     degraded: bool
     degraded_reason: str | None
     missing_samples: int
     activity: float  # pulses per second
     model_name: str
     model_version: str
+    familiarity: float | None = None  # the model's familiarity score; None: the model has no gate
+
+    @property
+    def unfamiliar(self) -> bool:
+        return self.outcome == "unfamiliar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +89,11 @@ class Pipeline:
         self.settings, self.classifier, self.clock, self.sink = settings, classifier, clock, sink
         self.on_result, self.on_state = on_result, on_state
         self.event_id_factory = event_id_factory or (lambda: str(uuid.uuid4()))
-        self.windower = Windower(settings.windowing, clock)
+        self.windower = Windower(settings.windowing, clock, settings.limits)
         self.pairer = Pairer(settings.pairing, clock, renderer)
         self.batcher = Batcher(classifier, settings.model, clock)
+        # Below this familiarity a window is `unfamiliar` (never a defect vote); None: the gate is off.
+        self.familiarity_threshold = familiarity_threshold_of(classifier)
         self._alarms: dict[str, SensorAlarm] = {}
         self._states: dict[str, SensorState] = {}
         self._last_seen_ns: dict[str, int] = {}
@@ -100,6 +107,7 @@ class Pipeline:
                 "windows_classified",
                 "windows_failed",
                 "windows_degraded",
+                "windows_unfamiliar",
                 "events_emitted",
             ),
             0,
@@ -117,8 +125,7 @@ class Pipeline:
             self._check_chunk(chunk)
             closed = self.windower.add(chunk)
         except (InputRejected, SensorStreamError) as exc:
-            reason = exc.reason if isinstance(exc, InputRejected) else "stream_error"
-            self._reject("chunks_rejected", reason, getattr(chunk, "sensor_id", "?"), str(exc))
+            self._reject("chunks_rejected", exc.reason, getattr(chunk, "sensor_id", "?"), str(exc))
             return
         self._seen(chunk.sensor_id)
         self._advance(closed)
@@ -193,17 +200,25 @@ class Pipeline:
             )
             return
         # Windows of one sensor may straddle batches only in order, so per-sensor order holds.
-        for ready, probabilities in zip(result.windows, result.probabilities, strict=True):
-            self._handle_window(ready, probabilities)
+        familiarity = result.familiarity if result.familiarity is not None else [None] * len(result.windows)
+        for ready, probabilities, score in zip(result.windows, result.probabilities, familiarity, strict=True):
+            self._handle_window(ready, probabilities, None if score is None else float(score))
 
-    def _handle_window(self, ready: ReadyWindow, probabilities: np.ndarray) -> None:
+    def _familiar(self, familiarity: float | None) -> bool:
+        """The gate: with a threshold, a window is familiar only at or above it (NaN or a missing score is not)."""
+        if self.familiarity_threshold is None:
+            return True
+        return familiarity is not None and familiarity >= self.familiarity_threshold
+
+    def _handle_window(self, ready: ReadyWindow, probabilities: np.ndarray, familiarity: float | None = None) -> None:
         window = ready.window
         alarm = self._alarms.setdefault(window.sensor_id, SensorAlarm(self.settings.alarms))
-        decision = alarm.observe(probabilities, ready.activity)
+        decision = alarm.observe(probabilities, ready.activity, self._familiar(familiarity))
         degraded_reason = ";".join(ready.degraded_reasons) or None
         by_class = {name: round(float(p), 6) for name, p in zip(CLASS_NAMES, probabilities, strict=True)}
         self._counts["windows_classified"] += 1
         self._counts["windows_degraded"] += int(degraded_reason is not None)
+        self._counts["windows_unfamiliar"] += int(decision.verdict.outcome == "unfamiliar")
         if self.on_result is not None:
             self.on_result(
                 WindowResult(
@@ -219,6 +234,7 @@ class Pipeline:
                     ready.activity,
                     self.classifier.name,
                     self.classifier.version,
+                    None if familiarity is None else round(familiarity, 6),
                 )
             )
         if decision.kind is not None:
@@ -314,7 +330,17 @@ class Pipeline:
             raise InputRejected(
                 "bad_rate", f"sample_rate_hz={chunk.sample_rate_hz} and power_freq_hz={chunk.power_freq_hz} must be > 0"
             )
-        spec = self.settings.limits.sensors.get(chunk.sensor_id)
+        limits = self.settings.limits
+        spec = limits.sensors.get(chunk.sensor_id)
+        # The rates this agent admits (a listed sensor: its own, below): checked before the windower sets
+        # anything aside for the stream, so a claimed 100 MHz costs a comparison, not a 20 s buffer.
+        if spec is None and not limits.sample_rate_min_hz <= chunk.sample_rate_hz <= limits.sample_rate_max_hz:
+            raise InputRejected(
+                "bad_sample_rate",
+                f"sensor {chunk.sensor_id!r} sent sample_rate_hz={chunk.sample_rate_hz}; this agent admits "
+                f"limits.sample_rate_min_hz..sample_rate_max_hz = {limits.sample_rate_min_hz:g}.."
+                f"{limits.sample_rate_max_hz:g} Hz (or the rate limits.sensors states for the sensor)",
+            )
         if spec is not None and (chunk.sample_rate_hz, chunk.power_freq_hz) != (
             spec.sample_rate_hz,
             spec.power_freq_hz,

@@ -118,13 +118,16 @@ def test_bad_input_is_counted_never_raised():
     }
 
 
-def test_rate_change_is_a_sensor_error_not_an_agent_error():
+def test_rate_change_starts_a_new_stream_and_flapping_is_refused_for_that_sensor_only():
     clock = ManualClock()
     pipeline = Pipeline(settings(), FunctionClassifier(void_when_loud), clock, lambda e: None)
     pipeline.on_chunk(SampleChunk("s1", 0, START, 64.0, 60.0, np.zeros(64, np.int16)))
-    pipeline.on_chunk(SampleChunk("s1", 1, START + SECOND, 128.0, 60.0, np.zeros(128, np.int16)))
+    pipeline.on_chunk(SampleChunk("s1", 1, START + SECOND, 128.0, 60.0, np.zeros(128, np.int16)))  # new stream
+    pipeline.on_chunk(SampleChunk("s1", 2, START + 2 * SECOND, 64.0, 60.0, np.zeros(64, np.int16)))  # flapping
     pipeline.on_chunk(SampleChunk("s2", 0, START, 128.0, 60.0, np.zeros(128, np.int16)))
-    assert pipeline.counters()["reject_reason_stream_error"] == 1 and pipeline.counters()["chunks_rejected"] == 1
+    counters = pipeline.counters()
+    assert counters["streams_changed"] == 1 and counters["reject_reason_stream_change_limit"] == 1
+    assert counters["chunks_rejected"] == 1
 
 
 def test_stale_and_offline_from_the_clock():

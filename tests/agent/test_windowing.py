@@ -132,14 +132,21 @@ def test_fill_policy_fills_with_median_up_to_the_missing_fraction():
     assert w.close_all() == [] and w.counters.windows_dropped == 1
 
 
-def test_rate_change_is_an_error_for_that_sensor_only():
-    w, _ = windower()
+def test_rate_change_starts_a_new_stream_at_most_once_a_minute_for_that_sensor_only():
+    # Issue 15: a change of rate is a new stream (counted), not an error until restart; flapping is refused.
+    w, clock = windower()
     w.add(make_chunk(0, np.ones(10, np.int16), seq=0))
-    with pytest.raises(SensorStreamError, match="sample_rate_hz 64 -> 128"):
-        w.add(make_chunk(10, np.ones(10, np.int16), seq=1, rate=128))
-    w.add(make_chunk(0, np.ones(10, np.int16), seq=0, sensor="s2", rate=128))
-    w.add(make_chunk(10, np.ones(10, np.int16), seq=1))  # s1 carries on at its own rate
-    assert w.counters.rejected_chunks == 1
+    [old] = w.add(make_chunk(10, np.ones(10, np.int16), seq=1, rate=128))  # the first change is taken:
+    assert old.sample_rate_hz == RATE and old.missing_samples == N - 10  # the old stream's window closes,
+    assert w.counters.streams_changed == 1 and w.counters.late_samples == 10  # the new one starts with the next
+    with pytest.raises(SensorStreamError, match="sample_rate_hz 128 -> 64") as info:
+        w.add(make_chunk(20, np.ones(10, np.int16), seq=2))  # back again within the minute: refused
+    assert info.value.reason == "stream_change_limit"
+    w.add(make_chunk(0, np.ones(10, np.int16), seq=0, sensor="s2", rate=64))  # s2 is not affected
+    clock.advance(60.0)
+    w.add(make_chunk(N, np.ones(10, np.int16), seq=3))  # a minute later the change is taken again
+    assert w.open_window_starts("s1") == [(BASE_WINDOW + 1) * WINDOW_NS]
+    assert w.counters.rejected_chunks == 1 and w.counters.streams_changed == 2
     assert sorted(w.sensors()) == ["s1", "s2"]
 
 
