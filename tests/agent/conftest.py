@@ -18,6 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.service import AgentService
+
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT_S = 10.0
 
@@ -204,3 +206,21 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what: str 
 @pytest.fixture
 def until() -> Callable[..., None]:
     return wait_until
+
+
+@pytest.fixture
+def service_factory() -> Iterator[Callable[..., AgentService]]:
+    """Starts in-process agent services (waiting for their SUBACK) and stops the live ones at teardown."""
+    made: list[AgentService] = []
+
+    def make(settings, classifier, **kwargs) -> AgentService:
+        service = AgentService(settings, classifier, **kwargs)
+        service.start()
+        made.append(service)
+        assert service.transport.wait_subscribed(10), "agent never got SUBACK for its inputs"
+        return service
+
+    yield make
+    for service in made:
+        if service.alive:
+            service.stop(ack_timeout_s=1.0)

@@ -27,7 +27,6 @@ from paho.mqtt.properties import Properties
 from agent import wire
 from agent.core.pipeline import WindowResult
 from agent.inference import FunctionClassifier, load_classifier
-from agent.service import AgentService
 from agent.settings import load_settings
 from agent.simulator import Message, SimulationConfig, WindowSource, load_schedule, plan_messages
 from mad.constants import CLASS_NAMES
@@ -102,23 +101,6 @@ def sensors_factory():
     yield make
     for sensors in made:
         sensors.close()
-
-
-@pytest.fixture
-def service_factory():
-    made: list[AgentService] = []
-
-    def make(settings, classifier, **kwargs) -> AgentService:
-        service = AgentService(settings, classifier, **kwargs)
-        service.start()
-        made.append(service)
-        assert service.transport.wait_subscribed(10), "agent never got SUBACK for its inputs"
-        return service
-
-    yield make
-    for service in made:
-        if service.alive:
-            service.stop(ack_timeout_s=1.0)
 
 
 def alarms(subscriber, sensor: str) -> list[dict]:

@@ -100,23 +100,6 @@ def publisher_factory():
         p.close()
 
 
-@pytest.fixture
-def service_factory():
-    made: list[AgentService] = []
-
-    def make(settings, classifier, **kwargs) -> AgentService:
-        service = AgentService(settings, classifier, **kwargs)
-        service.start()
-        made.append(service)
-        assert service.transport.wait_subscribed(10), "agent never got SUBACK for its inputs"
-        return service
-
-    yield make
-    for service in made:
-        if service.alive:
-            service.stop(ack_timeout_s=1.0)
-
-
 def alarms(subscriber, sensor: str | None = None) -> list[dict]:
     events = [json.loads(m.payload) for m in list(subscriber.messages) if m.topic.startswith("mad/alarms/")]
     return [e for e in events if sensor is None or e["sensor_id"] == sensor]
