@@ -18,13 +18,27 @@ LogFormat = Literal["auto", "json", "console"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: a test runner (or
+    anything else) that swaps and later closes its stderr must not leave the agent writing to a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(format: LogFormat = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog globally; `auto` picks console on a TTY and JSON otherwise (systemd)."""
     if level.lower() not in _LEVELS:
         raise ValueError(f"logging.level must be one of {sorted(_LEVELS)}, got {level!r}")
     if format not in ("auto", "json", "console"):
         raise ValueError(f"logging.format must be auto, json or console, got {format!r}")
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()  # type: ignore[assignment]
     use_console = format == "console" or (format == "auto" and stream.isatty())
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     shared: list[Any] = [

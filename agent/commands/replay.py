@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         return _fail(f"{exc.source}: " + "; ".join(exc.problems))
-    configure_logging(settings.logging.format, settings.logging.level, stream=sys.stderr)
+    configure_logging(settings.logging.format, settings.logging.level)  # stderr, as it is when a line is written
 
     try:
         recording = read_recording(args.recording)

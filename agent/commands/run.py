@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(config)
     except ConfigError as exc:
         return _fail(f"{exc.source}: " + "; ".join(exc.problems))
-    configure_logging(settings.logging.format, settings.logging.level, stream=sys.stderr)
+    configure_logging(settings.logging.format, settings.logging.level)  # stderr, as it is when a line is written
     model_path = resolve_model_path(settings, args.model)
     try:
         classifier = load_classifier(model_path, settings.model.device, settings.model.threads)
