@@ -224,3 +224,18 @@ def service_factory() -> Iterator[Callable[..., AgentService]]:
     for service in made:
         if service.alive:
             service.stop(ack_timeout_s=1.0)
+
+
+PASSWORD_USER, PASSWORD = "edge", "s3cret-pw"
+
+
+@pytest.fixture
+def password_broker(broker_factory: Callable[..., Broker], tmp_path: Path) -> Broker:
+    """A broker that refuses anonymous clients and knows one user, PASSWORD_USER / PASSWORD."""
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd (Debian package mosquitto) is not installed")
+    password_file = tmp_path / "passwd"
+    subprocess.run([passwd, "-c", "-b", str(password_file), PASSWORD_USER, PASSWORD], check=True, capture_output=True)
+    password_file.chmod(0o600)
+    return broker_factory(tls={"allow_anonymous": "false", "password_file": str(password_file)})

@@ -135,14 +135,8 @@ def _connect_failure_lines(caplog) -> list[str]:
 
 
 @pytest.mark.mqtt
-def test_wrong_password_backs_off_to_the_ceiling_and_logs_the_cause_once(broker_factory, tmp_path, until, caplog):
-    passwd = shutil.which("mosquitto_passwd")
-    if passwd is None:
-        pytest.skip("mosquitto_passwd (Debian package mosquitto) is not installed")
-    password_file = tmp_path / "passwd"
-    subprocess.run([passwd, "-c", "-b", str(password_file), "edge", "s3cret-pw"], check=True, capture_output=True)
-    password_file.chmod(0o600)
-    broker = broker_factory(tls={"allow_anonymous": "false", "password_file": str(password_file)})
+def test_wrong_password_backs_off_to_the_ceiling_and_logs_the_cause_once(password_broker, tmp_path, until, caplog):
+    broker = password_broker
     transport = _transport(tmp_path, broker.port, username="edge", password="wrong")
     with caplog.at_level(logging.WARNING, logger="agent.transport"):
         _failing(transport, until, attempts=9)

@@ -208,14 +208,8 @@ def test_tls_with_client_certificate(broker_factory, tmp_path, until) -> None:
         no_client_cert.stop(timeout_s=0.5)
 
 
-def test_username_password_against_a_broker_that_requires_them(broker_factory, tmp_path, caplog) -> None:
-    passwd = shutil.which("mosquitto_passwd")
-    if passwd is None:
-        pytest.skip("mosquitto_passwd (Debian package mosquitto) is not installed")
-    password_file = tmp_path / "passwd"
-    subprocess.run([passwd, "-c", "-b", str(password_file), "edge", "s3cret-pw"], check=True, capture_output=True)
-    password_file.chmod(0o600)
-    broker = broker_factory(tls={"allow_anonymous": "false", "password_file": str(password_file)})
+def test_username_password_against_a_broker_that_requires_them(password_broker, tmp_path, caplog) -> None:
+    broker = password_broker
 
     def transport(agent_id: str, password: str) -> MqttTransport:
         config = TransportConfig(agent_id=agent_id, host=broker.host, port=broker.port, reconnect_min_s=0.1,
