@@ -38,7 +38,7 @@ from mad.losses import combine_aux_losses, supcon_loss
 from mad.model import build_model
 from train.augment import ModalityMask, augment_batch, sample_modality_mask
 from train.checkpoint import load_training_state, save_checkpoint, save_training_state
-from train.config import StageConfig, TrainConfig, config_to_dict
+from train.config import StageConfig, TrainConfig, config_to_dict, parse_config
 from train.data_spec import DataSplits, iterate_batches, open_datasets
 from train.distributed import DistContext, barrier, gather_no_grad, gather_with_grad, init_distributed
 from train.metrics import classification_report, macro_f1
@@ -393,7 +393,9 @@ def fit(config: TrainConfig, out_dir: str | Path, *, data_spec: str | None = Non
         if not state_json.is_file():
             raise FileNotFoundError(f"{state_json}: --resume {resume} has no saved training state")
         saved = json.loads(state_json.read_text(encoding="utf-8"))["progress"]
-        if _recipe(saved["config"]) != _recipe(config_to_dict(config)):
+        # The saved config goes through today's schema first: a key added since (with its default, which by
+        # rule keeps the old behaviour) must not make an interrupted run unresumable.
+        if _recipe(config_to_dict(parse_config(saved["config"], str(state_json)))) != _recipe(config_to_dict(config)):
             raise ValueError(f"{out_dir}: --resume needs the same training config as the interrupted run")
         trainer.stage_progress = {stage: dict(p) for stage, p in saved["stages"].items()}
         resume_stage = saved["current"]

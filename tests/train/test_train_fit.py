@@ -123,6 +123,18 @@ def test_resume_accepts_another_worker_count(tmp_path, small_splits):
     assert fit(other, None, device="cpu", splits=small_splits, show_progress=False, resume=tmp_path).completed
 
 
+def test_resume_accepts_a_run_saved_before_a_config_key_was_added(tmp_path, small_splits):
+    """A run interrupted under an older release (its saved config lacks a key added since, whose default
+    keeps the old behaviour) still resumes."""
+    config = _config(stages=["ce"], ce={"epochs": 2})
+    fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False, stop_after_epochs=1)
+    state_json = tmp_path / "state" / "state.json"
+    state = json.loads(state_json.read_text())
+    del state["progress"]["config"]["data"]["synth_noise_families"]
+    state_json.write_text(json.dumps(state))
+    assert fit(config, None, device="cpu", splits=small_splits, show_progress=False, resume=tmp_path).completed
+
+
 def test_resume_with_another_config_is_refused(tmp_path, small_splits):
     config = _config(stages=["ce"], ce={"epochs": 2})
     fit(config, tmp_path, device="cpu", splits=small_splits, show_progress=False, stop_after_epochs=1)
