@@ -52,13 +52,8 @@ PRPD_MATRIX_MAGIC = b"MADM"
 # magic, version, counts dtype code, flags (must be 0), window start ns, n_phase, n_amp, amplitude scale code,
 # reserved (must be 0), amplitude full scale, amplitude floor, n_cycles
 PRPD_MATRIX_HEADER = struct.Struct("<4sBBHqHHHHfff")
-# Codes shared with the PD chunk's dtype table where they overlap (3, 4, 5); 7 is counts-only.
-COUNT_DTYPES: dict[int, np.dtype] = {
-    5: np.dtype("u1"),
-    3: np.dtype("<u2"),
-    7: np.dtype("<u4"),
-    4: np.dtype("<f4"),
-}
+# The PD chunk's codes where they overlap (5 uint8, 3 uint16, 4 float32), taken from its table; 7 is counts-only.
+COUNT_DTYPES: dict[int, np.dtype] = {5: DTYPES[5], 3: DTYPES[3], 7: np.dtype("<u4"), 4: DTYPES[4]}
 COUNT_DTYPE_CODES: dict[str, int] = {dt.name: code for code, dt in COUNT_DTYPES.items()}
 AMPLITUDE_SCALES: dict[int, str] = {1: "linear", 2: "log"}
 AMPLITUDE_SCALE_CODES: dict[str, int] = {name: code for code, name in AMPLITUDE_SCALES.items()}
