@@ -35,6 +35,11 @@ class AgentMetrics:
         self.outbox_depth = Gauge("mad_outbox_depth", "Alarms on disk awaiting broker PUBACK", registry=r)
         self.outbox_dropped = Counter("mad_outbox_dropped_total", "Alarms evicted by the outbox size bound",
                                       registry=r)
+        self.state_write_failures = Gauge("mad_state_write_failures",
+                                          "Writes to the state dir that failed since start (disk full, I/O "
+                                          "error); those alarms went out live only", registry=r)
+        self.state_store_resets = Gauge("mad_state_store_resets",
+                                        "1 if the state file was unreadable at start and was moved aside", registry=r)
         self.broker_connected = Gauge("mad_broker_connected", "1 while connected to the MQTT broker", registry=r)
         self.broker_disconnects = Counter("mad_broker_disconnects_total", "Lost broker connections", registry=r)
         self.sensor_staleness = Gauge("mad_sensor_staleness_seconds", "Seconds since a sensor's last accepted input",
@@ -58,6 +63,10 @@ class AgentMetrics:
 
     def watch_outbox(self, depth: Callable[[], float]) -> None:
         self.outbox_depth.set_function(depth)
+
+    def watch_state_dir(self, write_failures: Callable[[], float], resets: Callable[[], float]) -> None:
+        self.state_write_failures.set_function(write_failures)
+        self.state_store_resets.set_function(resets)
 
     def set_connected(self, connected: bool) -> None:
         """Hook for `MqttTransport(on_connection_change=...)`."""

@@ -8,9 +8,7 @@ window through the model, wait (bounded) for the outbox to be acknowledged, publ
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -26,8 +24,9 @@ from agent.core.pipeline import Pipeline, StateChange, WindowResult
 from agent.core.types import SampleChunk
 from agent.inference import Classifier, Scores, familiarity_threshold_of, scores_of
 from agent.intake import Intake, RawMessage
+from agent.logging import RateLimitedLog
 from agent.metrics import AgentMetrics
-from agent.outbox import Outbox
+from agent.outbox import Outbox, StateWriteError
 from agent.rejections import Rejections
 from agent.settings import AgentSettings, read_mqtt_password
 from agent.transport import MqttTransport, TransportConfig
@@ -38,7 +37,7 @@ TICK_S = 0.5  # core timers (idle close, pairing grace, batch wait, stale/offlin
 INTAKE_BATCH = 256  # raw messages taken per wake-up of the core thread
 SHUTDOWN_ACK_S = 10.0  # how long a stop waits for the broker to acknowledge the outbox
 OUTBOX_FILE = "outbox.sqlite3"
-SEQ_FILE = "last_seq"
+LEGACY_SEQ_FILE = "last_seq"  # before the state file kept the sequence (read once, then removed)
 _DELAYS_KEPT = 4096
 
 
@@ -68,37 +67,18 @@ def transport_config(settings: AgentSettings) -> TransportConfig:
     )
 
 
-class EventSequence:
-    """Alarm `seq` continues across restarts: the last one is persisted before its alarm hits the outbox.
-
-    The next seq is max(persisted + 1, highest seq still in the outbox + 1): a crash between the two
-    writes can leave a gap in the numbers, never a repeat.
-    """
-
-    def __init__(self, path: Path, outbox: Outbox) -> None:
-        self.path = path
-        persisted = -1
-        try:
-            persisted = int(path.read_text(encoding="ascii").strip())
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as error:
-            log.warning("event sequence file %s unreadable (%s); continuing from the outbox", path, error)
-        in_outbox = -1
-        for row in outbox.pending():
-            try:
-                in_outbox = max(in_outbox, int(json.loads(row.payload)["seq"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-        self.first = max(persisted, in_outbox) + 1
-
-    def record(self, seq: int) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="ascii") as handle:
-            handle.write(f"{seq}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+def first_event_seq(state_dir: Path, outbox: Outbox) -> int:
+    """Alarm `seq` continues across restarts: the state file keeps the next one, written with each alarm.
+    A `last_seq` file of an older version is taken into account once, then removed."""
+    legacy = state_dir / LEGACY_SEQ_FILE
+    try:
+        outbox.raise_next_seq(int(legacy.read_text(encoding="ascii").strip()) + 1)
+        legacy.unlink()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as error:
+        log.warning("old event sequence file %s unreadable (%s); continuing from the state file", legacy, error)
+    return outbox.next_seq()
 
 
 class TimedClassifier:
@@ -144,7 +124,10 @@ class AgentService:
         except OSError as error:
             raise OSError(f"agent.state_dir {state_dir}: cannot create ({error.strerror})") from None
         self.outbox = Outbox(state_dir / OUTBOX_FILE, limits.outbox_max_rows, on_drop=self.metrics.outbox_dropped.inc)
-        self.sequence = EventSequence(state_dir / SEQ_FILE, self.outbox)
+        self.state_store_resets = int(self.outbox.reset_from is not None)  # a corrupt state file moved aside
+        self._state_write_log = RateLimitedLog(log, settings.logging.bad_input_interval_s)
+        self.alarm_state_write_failed = 0  # per-batch alarm-state writes that failed (disk full)
+        self.first_seq = first_event_seq(state_dir, self.outbox)
         self.topics = settings.mqtt.topics.to_wire()
         self.wire_limits = wire.WireLimits(max_payload_bytes=limits.max_payload_bytes)
         self.transport = MqttTransport(transport_config(settings), self.intake, self.outbox,
@@ -156,8 +139,12 @@ class AgentService:
             self._on_alarm,
             on_result=self._on_result,
             on_state=self._on_state,
-            first_seq=self.sequence.first,
+            first_seq=self.first_seq,
+            on_alarm_states=self._on_alarm_states,
         )
+        stale = self.pipeline.restore_alarms(self.outbox.alarm_states())
+        if stale:
+            self._on_alarm_states(dict.fromkeys(stale))  # unreadable states are dropped, not retried every start
         self._result_delays: deque[float] = deque(maxlen=_DELAYS_KEPT)  # window end -> result, wall seconds
         self._intake_dropped_logged = 0.0
         self._stopping = threading.Event()
@@ -175,8 +162,10 @@ class AgentService:
                 self.transport.publish_discovery(sensor_id, self.settings.mqtt.ha_discovery_prefix)
         self._worker.start()
         self.transport.start()
-        log.info("agent %s started: broker %s:%s, state in %s, next event seq %d", self.settings.agent.id,
-                 self.settings.mqtt.host, self.settings.mqtt.port, self.settings.agent.state_dir, self.sequence.first)
+        restored = self.pipeline.counters()["alarms_restored"]
+        log.info("agent %s started: broker %s:%s, state in %s, next event seq %d, %d open alarm(s) restored",
+                 self.settings.agent.id, self.settings.mqtt.host, self.settings.mqtt.port,
+                 self.settings.agent.state_dir, self.first_seq, restored)
 
     def stop(self, ack_timeout_s: float = SHUTDOWN_ACK_S) -> None:
         """Stop intake, finish in-flight windows (their alarms go to the outbox), publish `stopped`."""
@@ -262,9 +251,19 @@ class AgentService:
 
     # ------------------------------------------------------------------ pipeline outputs (core thread)
     def _on_alarm(self, event: AlarmEvent) -> None:
-        self.sequence.record(event.seq)
-        self.transport.publish_alarm(event.sensor_id, event.to_json(), event.kind, event.event_id)
+        # The event, its sensor's alarm state and the next seq are committed together (agent/outbox.py).
+        self.transport.publish_alarm(event.sensor_id, event.to_json(), event.kind, event.event_id, seq=event.seq,
+                                     alarm_state=self.pipeline.alarm_snapshot(event.sensor_id))
         self.metrics.alarms.labels(event.sensor_id, event.kind).inc()
+
+    def _on_alarm_states(self, states: dict[str, dict | None]) -> None:
+        try:
+            self.outbox.save_alarm_states(states)
+        except StateWriteError as error:  # the alarms themselves still go out; a restart may lose k-of-n votes
+            self.alarm_state_write_failed += 1
+            if self._state_write_log.allow("alarm_states") is not None:
+                log.error("alarm state of %d sensor(s) not saved (%s); %d failure(s) so far", len(states), error,
+                          self.alarm_state_write_failed)
 
     def _on_result(self, result: WindowResult) -> None:
         self.metrics.windows.labels(result.sensor_id, str(result.degraded).lower()).inc()
@@ -294,6 +293,8 @@ class AgentService:
         self.metrics.watch_depth("pairing", lambda: self.pipeline.pairer.pending_count())
         self.metrics.watch_depth("batch", lambda: self.pipeline.batcher.pending_count())
         self.metrics.watch_outbox(lambda: len(self.outbox))
+        self.metrics.watch_state_dir(lambda: self.transport.outbox_write_failed + self.alarm_state_write_failed,
+                                     lambda: self.state_store_resets)
 
     def stats(self) -> dict:
         """The periodic `stats` payload: core counters, queue depths, outbox, and recent result delays."""
@@ -308,6 +309,8 @@ class AgentService:
             "intake_accepted": self.intake.accepted,
             "intake_dropped": self.intake.dropped,
             "outbox_depth": len(self.outbox),
+            "outbox_write_failed": self.transport.outbox_write_failed + self.alarm_state_write_failed,
+            "state_store_resets": self.state_store_resets,
             "broker_connects": self.transport.connects,
             "rejected": sum(self.rejections.counts.values()),
             "result_delay_p50_s": None if delays is None else round(float(np.percentile(delays, 50)), 3),

@@ -43,7 +43,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/mad/agent.toml")  # the systemd unit's --config
 
 class AgentSection(Section):
     id: str = Field("mad-agent-1", pattern=SENSOR_ID_PATTERN)
-    state_dir: Path = Path("/var/lib/mad-agent")  # outbox.sqlite3 and last_seq live here
+    state_dir: Path = Path("/var/lib/mad-agent")  # outbox.sqlite3: outbox, open alarms, next seq
     stats_interval_s: PositiveSeconds = 30.0  # counters to topics.stats this often
 
 

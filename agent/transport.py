@@ -23,9 +23,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,7 +36,7 @@ from paho.mqtt.properties import Properties
 from agent import wire
 from agent.intake import Intake, RawMessage
 from agent.logging import RateLimitedLog
-from agent.outbox import Outbox
+from agent.outbox import Outbox, StateWriteError
 
 log = logging.getLogger(__name__)
 _FAILURES_KEPT = 256
@@ -203,6 +204,7 @@ class MqttTransport:
         self._subscribe_mid: int | None = None
         self._stopping = False
         self.connects = 0  # successful CONNACKs, for stats and tests
+        self.outbox_write_failed = 0  # alarms published without an outbox row (state dir not writable)
         self.backoff = ReconnectBackoff(config.reconnect_min_s, config.reconnect_max_s)
         self.connect_failures = 0  # failed attempts, all causes, since start
         self._failures_at_connect = 0  # connect_failures at the last accepted connection
@@ -421,11 +423,33 @@ class MqttTransport:
             self._register(info, None)
         return info
 
-    def publish_alarm(self, sensor_id: str, alarm_json: str | bytes, kind: str, event_id: str) -> int:
-        """Persist to the outbox, then publish with QoS 1 if connected; returns the outbox row id."""
+    def publish_alarm(
+        self,
+        sensor_id: str,
+        alarm_json: str | bytes,
+        kind: str,
+        event_id: str,
+        *,
+        seq: int | None = None,
+        alarm_state: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """Persist to the outbox (with the sensor's alarm state and the next seq, one transaction), then
+        publish with QoS 1 if connected; returns the outbox row id. If the state dir cannot be written
+        (disk full), the alarm is still published live, once, without the outbox's guarantee: returns
+        None and counts `outbox_write_failed`."""
         topic = self.topics.for_sensor("alarms", sensor_id)
         payload = alarm_json.encode() if isinstance(alarm_json, str) else bytes(alarm_json)
-        row_id = self.outbox.add(topic, payload, kind, event_id)
+        try:
+            row_id = self.outbox.add(topic, payload, kind, event_id, seq=seq, alarm_state=(sensor_id, alarm_state))
+        except StateWriteError as error:
+            self.outbox_write_failed += 1
+            if self._failure_log.allow("state_write") is not None:
+                log.error("alarm %s not kept in the outbox (%s): published live only, not re-sent after an "
+                          "outage; %d write failure(s) so far", event_id, error, self.outbox_write_failed)
+            with self._send_lock:
+                if self._connected.is_set():
+                    self._publish(topic, payload, qos=1, retain=False)
+            return None
         with self._send_lock:
             if self._connected.is_set():
                 self._send_row(row_id, topic, payload)

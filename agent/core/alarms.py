@@ -20,9 +20,11 @@ windows is at least `activity_rising_factor` times what it was when the alarm wa
 
 from __future__ import annotations
 
+import math
+import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -33,6 +35,12 @@ Outcome = Literal["clean", "interference", "uncertain", "defect", "unfamiliar"]
 SensorState = Literal["ok", "interference", "uncertain", "alarm", "stale", "offline"]
 _SEVERITIES = ("low", "medium", "high")
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation for Gaussian noise
+SNAPSHOT_VERSION = 1
+_OUTCOMES = frozenset(get_args(Outcome))
+
+
+class SnapshotError(ValueError):
+    """A stored alarm state that cannot be restored (names the field and the value)."""
 
 
 def pulse_rate(signal: np.ndarray, threshold_sigma: float) -> float:
@@ -52,11 +60,23 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    """Who an open alarm is: its id (the event_id of its `new`), the start of the window that raised it,
+    and whether it was restored from the state dir (open when this process started)."""
+
+    alarm_id: str
+    since_ns: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmDecision:
     verdict: Verdict
     kind: Literal["new", "update", "end"] | None  # None: no event for this window
     alarm_class: str | None  # the class the event is about (for `end`, the class that cleared)
     severity: str | None
+    # The open alarm an `update`/`end` belongs to; None for `new` (the caller opens it: `SensorAlarm.open`).
+    alarm: OpenAlarm | None = None
 
 
 def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection, familiar: bool = True) -> Verdict:
@@ -86,6 +106,7 @@ class SensorAlarm:
         self.severity: str | None = None
         self.clean_streak = 0
         self.last_outcome: Outcome | None = None
+        self.opened: OpenAlarm | None = None  # set by `open` after a `new`, cleared by the `end`
         self._activity_at_raise = 0.0
 
     @property
@@ -114,10 +135,10 @@ class SensorAlarm:
         if verdict.outcome == "clean":
             self.clean_streak += 1
             if self.clean_streak >= self.config.clear_after:
-                ended, severity = self.active_class, self.severity
-                self.active_class, self.severity, self.clean_streak = None, None, 0
+                ended, severity, opened = self.active_class, self.severity, self.opened
+                self.active_class, self.severity, self.clean_streak, self.opened = None, None, 0, None
                 self.history.clear()  # start afresh: old defect votes must not re-raise at once
-                return AlarmDecision(verdict, "end", ended, severity)
+                return AlarmDecision(verdict, "end", ended, severity, opened)
         elif verdict.outcome == "defect":
             self.clean_streak = 0
 
@@ -128,7 +149,67 @@ class SensorAlarm:
         severity = self._severity(self.active_class)
         if severity != self.severity:
             self.severity, changed = severity, True
-        return AlarmDecision(verdict, "update" if changed else None, self.active_class, self.severity)
+        return AlarmDecision(verdict, "update" if changed else None, self.active_class, self.severity, self.opened)
+
+    def open(self, alarm_id: str, since_ns: int) -> OpenAlarm:
+        """Name the alarm a `new` decision just raised (its event_id, its window start)."""
+        if self.active_class is None:
+            raise RuntimeError("open() follows a `new` decision; no alarm is raised")
+        self.opened = OpenAlarm(alarm_id, since_ns)
+        return self.opened
+
+    # ---- durability -----------------------------------------------------------------------------
+    def worth_keeping(self) -> bool:
+        """Whether a restart would lose anything: an open alarm, or defect votes towards one."""
+        return self.active_class is not None or any(v.outcome == "defect" for v in self.history)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready state; `restore(config, snapshot)` gives back an equivalent machine."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "history": [[v.outcome, v.class_name, v.probability, v.activity] for v in self.history],
+            "active_class": self.active_class,
+            "severity": self.severity,
+            "clean_streak": self.clean_streak,
+            "activity_at_raise": self._activity_at_raise,
+            "alarm_id": None if self.opened is None else self.opened.alarm_id,
+            "since_ns": None if self.opened is None else self.opened.since_ns,
+        }
+
+    @classmethod
+    def restore(cls, config: AlarmsSection, snapshot: Any) -> SensorAlarm:
+        """The machine a snapshot describes, its open alarm marked `resumed`. Raises SnapshotError naming
+        the bad field. A smaller `window_n` than when it was saved keeps the newest verdicts."""
+        if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
+            raise SnapshotError(f"alarm state: expected a version {SNAPSHOT_VERSION} object, got {snapshot!r:.80}")
+        alarm = cls(config)
+        history = snapshot.get("history")
+        if not isinstance(history, list):
+            raise SnapshotError(f"alarm state history={history!r:.80}: expected a list")
+        for item in history:
+            alarm.history.append(_verdict(item))
+        active = snapshot.get("active_class")
+        if active is not None and active not in DEFECT_CLASSES:
+            raise SnapshotError(f"alarm state active_class={active!r}: expected null or one of {DEFECT_CLASSES}")
+        severity = snapshot.get("severity")
+        if (severity is None) != (active is None) or (severity is not None and severity not in _SEVERITIES):
+            raise SnapshotError(f"alarm state severity={severity!r}: expected one of {_SEVERITIES} with an alarm")
+        streak = snapshot.get("clean_streak")
+        if not isinstance(streak, int) or isinstance(streak, bool) or not 0 <= streak < 1_000_000:
+            raise SnapshotError(f"alarm state clean_streak={streak!r}: expected a non-negative integer")
+        at_raise = _finite("activity_at_raise", snapshot.get("activity_at_raise"))
+        alarm_id, since_ns = snapshot.get("alarm_id"), snapshot.get("since_ns")
+        if active is not None:
+            try:
+                uuid.UUID(str(alarm_id))
+            except ValueError:
+                raise SnapshotError(f"alarm state alarm_id={alarm_id!r}: expected a UUID") from None
+            if not isinstance(since_ns, int) or isinstance(since_ns, bool) or since_ns < 0:
+                raise SnapshotError(f"alarm state since_ns={since_ns!r}: expected a non-negative integer")
+            alarm.opened = OpenAlarm(str(alarm_id), since_ns, resumed=True)
+        alarm.active_class, alarm.severity, alarm.clean_streak = active, severity, streak
+        alarm._activity_at_raise = at_raise
+        return alarm
 
     def _agreeing(self, class_name: str) -> list[Verdict]:
         return [v for v in self.history if v.outcome == "defect" and v.class_name == class_name]
@@ -161,3 +242,23 @@ class SensorAlarm:
             self._mean_activity(class_name) >= self.config.activity_rising_factor * self._activity_at_raise
         )
         return _SEVERITIES[min(2, level + int(rising))]
+
+
+def _finite(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise SnapshotError(f"alarm state {field}={value!r}: expected a finite non-negative number")
+    return float(value)
+
+
+def _verdict(item: Any) -> Verdict:
+    if not isinstance(item, list) or len(item) != 4:
+        raise SnapshotError(f"alarm state history item {item!r:.80}: expected [outcome, class, p, activity]")
+    outcome, class_name, probability, activity = item
+    if outcome not in _OUTCOMES:
+        raise SnapshotError(f"alarm state history outcome={outcome!r}: expected one of {sorted(_OUTCOMES)}")
+    if class_name not in CLASS_NAMES:
+        raise SnapshotError(f"alarm state history class={class_name!r}: expected one of {CLASS_NAMES}")
+    p = _finite("history probability", probability)
+    if p > 1.0:
+        raise SnapshotError(f"alarm state history probability={probability!r}: expected 0..1")
+    return Verdict(outcome, class_name, p, _finite("history activity", activity))

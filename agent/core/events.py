@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mad.constants import CLASS_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added alarm_id, since_ns/since and resumed (docs/alarms.md)
 EventKind = Literal["new", "update", "end"]
 Severity = Literal["low", "medium", "high"]
 
@@ -27,9 +27,14 @@ class AlarmEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     kind: EventKind
+    # One alarm's events share its alarm_id (the event_id of its `new`), across agent restarts too.
+    alarm_id: str
+    since_ns: int = Field(ge=0)  # start of the window that raised the alarm
+    since: str
+    resumed: bool = False  # the alarm was open when this agent process started (restored from the state dir)
     sensor_id: str = Field(min_length=1)
     class_name: str = Field(alias="class")
     probabilities: dict[str, float]
@@ -52,21 +57,30 @@ class AlarmEvent(BaseModel):
             raise ValueError("window_end_ns must be after window_start_ns")
         if self.window_start != iso_utc(self.window_start_ns) or self.window_end != iso_utc(self.window_end_ns):
             raise ValueError("window_start/window_end must be the ISO form of window_start_ns/window_end_ns")
+        if self.since != iso_utc(self.since_ns):
+            raise ValueError("since must be the ISO form of since_ns")
+        if self.since_ns > self.window_start_ns:
+            raise ValueError("since_ns must not be after the triggering window's start")
+        if self.kind == "new" and (self.alarm_id != self.event_id or self.since_ns != self.window_start_ns):
+            raise ValueError("a `new` event opens its alarm: alarm_id is its event_id, since_ns its window start")
         if self.class_name not in CLASS_NAMES:
             raise ValueError(f"class {self.class_name!r} is not one of {CLASS_NAMES}")
         if self.degraded != (self.degraded_reason is not None):
             raise ValueError("degraded_reason is given exactly when degraded is true")
         uuid.UUID(self.event_id)  # raises ValueError naming a malformed id
+        uuid.UUID(self.alarm_id)
         return self
 
     @classmethod
-    def create(cls, *, window_start_ns: int, window_end_ns: int, **fields) -> AlarmEvent:
-        """Build an event, deriving the ISO window times from the ns ones."""
+    def create(cls, *, window_start_ns: int, window_end_ns: int, since_ns: int, **fields) -> AlarmEvent:
+        """Build an event, deriving the ISO times from the ns ones."""
         return cls(
             window_start_ns=window_start_ns,
             window_end_ns=window_end_ns,
             window_start=iso_utc(window_start_ns),
             window_end=iso_utc(window_end_ns),
+            since_ns=since_ns,
+            since=iso_utc(since_ns),
             **fields,
         )
 

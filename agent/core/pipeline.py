@@ -6,18 +6,24 @@
 No MQTT, files or wall-clock time: the caller passes a clock and calls `tick()` periodically (live:
 every ~0.5 s) or after each replayed message. Bad input is counted and logged (rate-limited),
 never raised: one bad message must not stop the agent.
+
+Durable alarm state (live agent): `restore_alarms` takes the per-sensor snapshots saved by an earlier
+process; after each batch `on_alarm_states` gets the snapshots that changed without an event (None: the
+sensor has nothing left worth keeping), and the sink of an event reads `alarm_snapshot(sensor_id)`, the
+state that goes with it, so the service can write both in one transaction.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from agent.core.alarms import AlarmDecision, SensorAlarm, SensorState, pulse_rate
+from agent.core.alarms import AlarmDecision, SensorAlarm, SensorState, SnapshotError, pulse_rate
 from agent.core.batcher import Batcher, BatchResult
 from agent.core.clock import Clock, seconds_to_ns
 from agent.core.events import AlarmEvent
@@ -85,9 +91,10 @@ class Pipeline:
         renderer: Renderer | None = None,
         event_id_factory: Callable[[], str] | None = None,
         first_seq: int = 0,
+        on_alarm_states: Callable[[dict[str, dict[str, Any] | None]], None] | None = None,
     ) -> None:
         self.settings, self.classifier, self.clock, self.sink = settings, classifier, clock, sink
-        self.on_result, self.on_state = on_result, on_state
+        self.on_result, self.on_state, self.on_alarm_states = on_result, on_state, on_alarm_states
         self.event_id_factory = event_id_factory or (lambda: str(uuid.uuid4()))
         self.windower = Windower(settings.windowing, clock, settings.limits)
         self.pairer = Pairer(settings.pairing, clock, renderer)
@@ -98,6 +105,7 @@ class Pipeline:
         self._states: dict[str, SensorState] = {}
         self._last_seen_ns: dict[str, int] = {}
         self._seq = first_seq
+        self._kept: dict[str, dict[str, Any]] = {}  # the snapshot last handed out per sensor (for change detection)
         self._counts: dict[str, int] = dict.fromkeys(
             (
                 "chunks_received",
@@ -109,6 +117,8 @@ class Pipeline:
                 "windows_degraded",
                 "windows_unfamiliar",
                 "events_emitted",
+                "alarms_restored",
+                "alarm_states_invalid",
             ),
             0,
         )
@@ -177,6 +187,38 @@ class Pipeline:
     def sensor_states(self) -> dict[str, SensorState]:
         return dict(self._states)
 
+    def alarm_snapshot(self, sensor_id: str) -> dict[str, Any] | None:
+        """The sensor's alarm state to keep across a restart (None: nothing worth keeping)."""
+        alarm = self._alarms.get(sensor_id)
+        return alarm.snapshot() if alarm is not None and alarm.worth_keeping() else None
+
+    def restore_alarms(self, snapshots: Mapping[str, Any]) -> list[str]:
+        """Take the alarm states an earlier process saved; returns the sensors whose state could not be
+        restored (counted, logged; the caller deletes them). A restored open alarm puts its sensor in
+        `alarm` at once (the retained state agrees with the open alarms) and continues with the same
+        alarm_id; the sensor goes stale/offline on the usual timers if it never sends again."""
+        bad: list[str] = []
+        for sensor_id, snapshot in snapshots.items():
+            try:
+                if not isinstance(sensor_id, str) or not _SENSOR_ID.fullmatch(sensor_id):
+                    raise SnapshotError(f"alarm state sensor_id={sensor_id!r}: not a valid sensor id")
+                if sensor_id not in self._alarms and len(self._alarms) >= self.settings.limits.max_sensors:
+                    raise SnapshotError(f"alarm state of {sensor_id}: limits.max_sensors "
+                                        f"({self.settings.limits.max_sensors}) already restored")
+                alarm = SensorAlarm.restore(self.settings.alarms, snapshot)
+            except SnapshotError as exc:
+                self._counts["alarm_states_invalid"] += 1
+                self.log.warning("alarm state not restored", sensor_id=str(sensor_id)[:64], detail=str(exc))
+                bad.append(sensor_id)
+                continue
+            self._alarms[sensor_id] = alarm
+            self._kept[sensor_id] = alarm.snapshot()
+            self._counts["alarms_restored"] += int(alarm.active_class is not None)
+            if alarm.active_class is not None:
+                self._last_seen_ns[sensor_id] = self.clock.now_ns()
+                self._set_state(sensor_id, alarm)
+        return bad
+
     # ---- internals ----------------------------------------------------------------------------
     def _advance(self, closed: list[ClosedWindow]) -> None:
         for window in closed:
@@ -201,8 +243,27 @@ class Pipeline:
             return
         # Windows of one sensor may straddle batches only in order, so per-sensor order holds.
         familiarity = result.familiarity if result.familiarity is not None else [None] * len(result.windows)
+        touched: set[str] = set()
         for ready, probabilities, score in zip(result.windows, result.probabilities, familiarity, strict=True):
             self._handle_window(ready, probabilities, None if score is None else float(score))
+            touched.add(ready.window.sensor_id)
+        self._hand_out_states(touched)
+
+    def _hand_out_states(self, sensors: set[str]) -> None:
+        """One call per batch with the snapshots that changed since last handed out (or written with an event)."""
+        if self.on_alarm_states is None:
+            return
+        changed: dict[str, dict[str, Any] | None] = {}
+        for sensor_id in sorted(sensors):
+            snapshot = self.alarm_snapshot(sensor_id)
+            if snapshot != self._kept.get(sensor_id):
+                changed[sensor_id] = snapshot
+                if snapshot is None:
+                    self._kept.pop(sensor_id, None)
+                else:
+                    self._kept[sensor_id] = snapshot
+        if changed:
+            self.on_alarm_states(changed)
 
     def _familiar(self, familiarity: float | None) -> bool:
         """The gate: with a threshold, a window is familiar only at or above it (NaN or a missing score is not)."""
@@ -238,14 +299,26 @@ class Pipeline:
                 )
             )
         if decision.kind is not None:
-            self._emit(window, decision, by_class, degraded_reason)
+            self._emit(window, alarm, decision, by_class, degraded_reason)
         self._set_state(window.sensor_id, alarm)
 
     def _emit(
-        self, window: ClosedWindow, decision: AlarmDecision, by_class: dict[str, float], degraded_reason: str | None
+        self,
+        window: ClosedWindow,
+        alarm: SensorAlarm,
+        decision: AlarmDecision,
+        by_class: dict[str, float],
+        degraded_reason: str | None,
     ) -> None:
+        event_id = self.event_id_factory()
+        # Every raised alarm is opened (here, or restored with its id), so update/end always carry one.
+        opened = alarm.open(event_id, window.window_start_ns) if decision.kind == "new" else decision.alarm
+        assert opened is not None, "an update/end of an alarm that was never opened"
         event = AlarmEvent.create(
-            event_id=self.event_id_factory(),
+            event_id=event_id,
+            alarm_id=opened.alarm_id,
+            since_ns=min(opened.since_ns, window.window_start_ns),
+            resumed=opened.resumed,
             kind=decision.kind,
             sensor_id=window.sensor_id,
             class_name=decision.alarm_class,
@@ -262,6 +335,11 @@ class Pipeline:
         )
         self._seq += 1
         self._counts["events_emitted"] += 1
+        snapshot = self.alarm_snapshot(window.sensor_id)  # what the sink stores with the event
+        if snapshot is None:
+            self._kept.pop(window.sensor_id, None)
+        else:
+            self._kept[window.sensor_id] = snapshot
         self.sink(event)
 
     def _seen(self, sensor_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from pydantic import ValidationError
@@ -13,7 +14,11 @@ START = 1_764_187_200_000_000_000  # 2025-11-26T20:00:00Z
 
 
 def event(**overrides) -> AlarmEvent:
+    event_id = str(uuid.uuid4())
     fields = dict(
+        event_id=event_id,
+        alarm_id=event_id,
+        since_ns=START,
         kind="new",
         sensor_id="gis-bay3",
         class_name="Void",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.intake import Intake
-from agent.outbox import Outbox
+from agent.outbox import Outbox, StateWriteError
 from agent.transport import MqttTransport, TransportConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,16 +55,55 @@ def test_bad_input_is_named(tmp_path) -> None:
         Outbox(tmp_path / "o.db").add("t", "{}", "resolved", "e")
     with pytest.raises(ValueError, match="max_rows"):
         Outbox(tmp_path / "p.db", max_rows=0)
-    corrupt = tmp_path / "corrupt.db"
-    corrupt.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(OSError, match=r"corrupt\.db"):
-        Outbox(corrupt)
+
+
+def test_an_unreadable_state_file_is_moved_aside_once_and_a_fresh_one_works(tmp_path) -> None:
+    corrupt = tmp_path / "outbox.sqlite3"
+    garbage = b"this is not sqlite" * 100
+    corrupt.write_bytes(garbage)
+    outbox = Outbox(corrupt)
+    assert outbox.reset_from is not None and outbox.reset_from.name.startswith("outbox.sqlite3.corrupt-")
+    assert outbox.reset_from.read_bytes() == garbage  # kept for a post-mortem, never deleted
+    outbox.add("t", "{}", "new", "e1", seq=3, alarm_state=("s1", {"version": 1}))
+    outbox.close()
+    again = Outbox(corrupt)  # the fresh file is fine: nothing more is moved (no crash loop)
+    assert again.reset_from is None and [r.event_id for r in again.pending()] == ["e1"]
+    assert again.next_seq() == 4 and again.alarm_states() == {"s1": {"version": 1}}
+    assert sorted(p.name.split(".corrupt-")[0] for p in tmp_path.iterdir() if ".corrupt-" in p.name) == [
+        "outbox.sqlite3"]
+
+
+def test_event_state_and_seq_are_one_transaction(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add("t", "{}", "new", "e1", seq=7, alarm_state=("s1", {"open": True}))
+    outbox.save_alarm_states({"s2": {"votes": 1}, "s3": {"votes": 2}})
+    outbox.save_alarm_states({"s3": None})
+    assert outbox.alarm_states() == {"s1": {"open": True}, "s2": {"votes": 1}} and outbox.next_seq() == 8
+    outbox.add("t", "{}", "end", "e2", seq=8, alarm_state=("s1", None))
+    assert outbox.alarm_states() == {"s2": {"votes": 1}} and outbox.next_seq() == 9
+    outbox.add("t", "{}", "update", "e3", seq=2)  # a lower seq never moves the numbering back
+    assert outbox.next_seq() == 9
+
+
+def test_a_full_disk_keeps_nothing_of_the_failed_write_and_says_so(tmp_path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add("t", "{}", "new", "e1", seq=1, alarm_state=("s1", {"open": True}))
+    (pages,) = outbox._db.execute("PRAGMA page_count").fetchone()
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    big = "x" * 20_000  # needs new pages
+    with pytest.raises(StateWriteError, match=r"o\.db.*full"):
+        outbox.add("t", big, "update", "e2", seq=5, alarm_state=("s1", {"big": big}))
+    with pytest.raises(StateWriteError, match="full"):
+        outbox.save_alarm_states({"s2": {"big": big}})
+    assert [r.event_id for r in outbox.pending()] == ["e1"] and outbox.next_seq() == 2
+    assert outbox.alarm_states() == {"s1": {"open": True}}
+    assert outbox.remove(1)  # deleting frees space: PUBACKs keep working on a full disk
 
 
 def test_rows_survive_sigkill_of_the_writer(tmp_path) -> None:
     script = textwrap.dedent("""
         import os, signal, sys
-        from agent.outbox import Outbox
+        from agent.outbox import Outbox, StateWriteError
         outbox = Outbox(sys.argv[1])
         for i in range(5):
             outbox.add("mad/alarms/s1", '{"i": %d}' % i, "new", "e%d" % i)

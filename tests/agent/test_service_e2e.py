@@ -145,8 +145,8 @@ def test_alarms_states_stats_and_stale_reach_an_independent_subscriber(
     service.stop()
     until(lambda: payloads(watcher, "mad/agent/e2e/status")[-1:] == [b"stopped"], 5, "stopped status")
 
-    again = AgentService(settings, always(VOID))  # same state dir: the event sequence continues
-    assert again.sequence.first == 2
+    again = AgentService(settings, always(VOID))  # same state dir: the sequence and both open alarms continue
+    assert again.first_seq == 2 and again.pipeline.sensor_states() == {"sensor-0": "alarm", "sensor-1": "alarm"}
     again.outbox.close()
 
 

@@ -11,7 +11,7 @@ import pytest
 from agent import wire
 from agent.commands import run as run_command
 from agent.outbox import Outbox
-from agent.service import EventSequence, transport_config
+from agent.service import LEGACY_SEQ_FILE, first_event_seq, transport_config
 from agent.settings import ConfigError, load_settings
 
 
@@ -57,16 +57,20 @@ def test_metrics_port_zero_means_off_and_intake_must_hold_a_payload():
         load_settings(None, limits={"intake_max_bytes": 2048, "max_payload_bytes": 4096})
 
 
-def test_event_seq_continues_from_the_file_or_the_outbox_whichever_is_later(tmp_path):
+def test_event_seq_continues_from_the_state_file_the_outbox_or_an_old_seq_file(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    assert EventSequence(tmp_path / "last_seq", outbox).first == 0
-    EventSequence(tmp_path / "last_seq", outbox).record(41)
-    assert EventSequence(tmp_path / "last_seq", outbox).first == 42
-    outbox.add("mad/alarms/s", json.dumps({"seq": 57}), "new", "e1")
+    assert first_event_seq(tmp_path, outbox) == 0
+    outbox.add("mad/alarms/s", json.dumps({"seq": 41}), "new", "e0", seq=41)
+    outbox.remove(1)  # acknowledged: only the state file remembers 41
+    assert first_event_seq(tmp_path, outbox) == 42
+    outbox.add("mad/alarms/s", json.dumps({"seq": 57}), "new", "e1")  # pending, written without seq
     outbox.add("mad/alarms/s", b"not json", "new", "e2")
-    assert EventSequence(tmp_path / "last_seq", outbox).first == 58
-    (tmp_path / "last_seq").write_text("garbage")
-    assert EventSequence(tmp_path / "last_seq", outbox).first == 58  # unreadable file: the outbox still counts
+    assert first_event_seq(tmp_path, outbox) == 58
+    (tmp_path / LEGACY_SEQ_FILE).write_text("99\n")  # an older agent's file: taken once, then removed
+    assert first_event_seq(tmp_path, outbox) == 100
+    assert not (tmp_path / LEGACY_SEQ_FILE).exists() and first_event_seq(tmp_path, outbox) == 100
+    (tmp_path / LEGACY_SEQ_FILE).write_text("garbage")
+    assert first_event_seq(tmp_path, outbox) == 100  # unreadable old file: the state file still counts
     outbox.close()
 
 
