@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from agent.settings import SENSOR_ID_PATTERN, AgentSettings
 from mad.constants import CLASS_NAMES, IMAGE_SIZE
 
 _SENSOR_ID = re.compile(SENSOR_ID_PATTERN)
+_NO_SAMPLES = np.empty(0, np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,9 @@ class Pipeline:
             signal = to_model_signal(window)
             reasons = (f"gaps_filled:{window.missing_samples}",) if window.missing_samples else ()
             activity = pulse_rate(signal, self.settings.alarms.pulse_threshold_sigma)
+            # The sensor-rate samples go now: a 1 MHz window is 40 MB that no later stage reads, and the
+            # window budgets (limits.max_window_bytes_*) only cover windows still open.
+            window = replace(window, samples=_NO_SAMPLES)
             for ready in self.pairer.add_window(ReadyWindow(window, signal, activity, None, reasons)):
                 self.batcher.add(ready)
         self.batcher.poll()

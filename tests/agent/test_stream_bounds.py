@@ -245,3 +245,16 @@ def test_the_windower_never_holds_more_than_the_configured_bytes(plan, per_senso
         assert all(sum(sizes) <= per_sensor and len(sizes) <= max_open for sizes in held.values())
     windower.close_all()
     assert windower.held_bytes == 0
+
+
+def test_a_closed_window_waiting_for_its_frame_keeps_no_sensor_rate_samples():
+    """The 40 MB of a 1 MHz window leave the window budget when it closes; they must leave memory too."""
+    rate = 1_000_000.0
+    settings = _settings(pairing=dict(grace_s=30.0, missing_policy="signal_only"),
+                         windowing=dict(reorder_tolerance_s=1.0), limits=dict(sample_rate_max_hz=2e6))
+    pipeline, clock = _pipeline(settings)
+    for second in range(22):  # window 0 whole (it closes by watermark), nothing of its frame
+        _second(pipeline, clock, second, second, rate)
+    waiting = [entry.ready for sensor in pipeline.pairer._sensors.values() for entry in sensor.pending]
+    assert len(waiting) == 1 and pipeline.counters()["windows_classified"] == 0  # held for its frame
+    assert waiting[0].window.samples.nbytes == 0 and waiting[0].signal.shape == (20, 7680)
