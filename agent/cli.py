@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("agent.commands.check_config", "validate an agent TOML config and exit"),
     "simulate": ("agent.commands.simulate", "publish synthetic sensors over MQTT at real rate"),
     "record": ("agent.commands.record", "capture live sensor topics into a recorded.h5"),
+    "commission": ("agent.commands.commission", "learn sensors' PD-free backgrounds before they alarm"),
 }
 
 

@@ -40,6 +40,9 @@ class AgentMetrics:
                                           "error); those alarms went out live only", registry=r)
         self.state_store_resets = Gauge("mad_state_store_resets",
                                         "1 if the state file was unreadable at start and was moved aside", registry=r)
+        self.sensor_commissioned = Gauge("mad_sensor_commissioned",
+                                         "1 if the sensor has a commissioned background (mad-agent commission)",
+                                         ["sensor"], registry=r)
         self.broker_connected = Gauge("mad_broker_connected", "1 while connected to the MQTT broker", registry=r)
         self.broker_disconnects = Counter("mad_broker_disconnects_total", "Lost broker connections", registry=r)
         self.sensor_staleness = Gauge("mad_sensor_staleness_seconds", "Seconds since a sensor's last accepted input",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -166,11 +166,13 @@ def replay(
     sleep: Callable[[float], None] = time.sleep,
     wall_clock: Callable[[], float] = time.perf_counter,
     event_id_factory: Callable[[], str] | None = None,
+    background_activity: Mapping[str, float] | None = None,
 ) -> ReplayOutcome:
     """Run `sensors` (default: every valid one) of `recording` through a fresh Pipeline.
 
-    `progress=None` shows a tqdm bar only on a terminal. `sleep`/`wall_clock` are injectable so
-    pacing can be tested without waiting.
+    `background_activity`: commissioned sensors' background activity (as the live agent loads it from
+    its state dir); none by default. `progress=None` shows a tqdm bar only on a terminal.
+    `sleep`/`wall_clock` are injectable so pacing can be tested without waiting.
     """
     if speed is not None and not speed > 0:
         raise ReplayError(f"speed must be > 0 (1 = real time), got {speed}")
@@ -190,7 +192,8 @@ def replay(
 
     clock = ManualClock()
     pipeline = Pipeline(
-        replay_settings(settings), classifier, clock, sink, on_result=collect, event_id_factory=event_id_factory
+        replay_settings(settings), classifier, clock, sink, on_result=collect, event_id_factory=event_id_factory,
+        background_activity=background_activity,
     )
     failed: dict[str, str] = {}
     streams = [recording.sensors[s] for s in chosen]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent import wire
+from agent import commissioning, wire
 from agent.core.clock import MonotonicClock
 from agent.core.events import AlarmEvent
 from agent.core.pipeline import Pipeline, StateChange, WindowResult
@@ -132,6 +132,10 @@ class AgentService:
         self.wire_limits = wire.WireLimits(max_payload_bytes=limits.max_payload_bytes)
         self.transport = MqttTransport(transport_config(settings), self.intake, self.outbox,
                                        on_connection_change=self.metrics.set_connected)
+        loaded = commissioning.load(state_dir, limits.max_sensors)
+        for name, problem in loaded.problems.items():
+            log.error("background %s ignored: %s (re-run mad-agent commission for that sensor)", name, problem)
+        self.backgrounds = loaded.backgrounds
         self.pipeline = Pipeline(
             settings,
             TimedClassifier(classifier, self.metrics.inference_latency.observe),
@@ -141,6 +145,7 @@ class AgentService:
             on_state=self._on_state,
             first_seq=self.first_seq,
             on_alarm_states=self._on_alarm_states,
+            background_activity={s: b.activity_p95 for s, b in self.backgrounds.items()},
         )
         stale = self.pipeline.restore_alarms(self.outbox.alarm_states())
         if stale:
@@ -162,6 +167,9 @@ class AgentService:
                 self.transport.publish_discovery(sensor_id, self.settings.mqtt.ha_discovery_prefix)
         self._worker.start()
         self.transport.start()
+        listed = commissioning.not_commissioned(self.settings.limits.sensors, self.backgrounds)
+        log.info("%d sensor(s) commissioned%s", len(self.backgrounds),
+                 f"; listed but not commissioned: {', '.join(listed)}" if listed else "")
         restored = self.pipeline.counters()["alarms_restored"]
         log.info("agent %s started: broker %s:%s, state in %s, next event seq %d, %d open alarm(s) restored",
                  self.settings.agent.id, self.settings.mqtt.host, self.settings.mqtt.port,
@@ -230,8 +238,9 @@ class AgentService:
         if after == before:
             self.metrics.sensor_seen(item.sensor_id)
             return
-        for reason in after:
-            if after[reason] != before.get(reason, 0):
+        for key in after:
+            if after[key] != before.get(key, 0):  # the same bare reason codes as the wire decoder's
+                reason = key.removeprefix("reject_reason_")
                 self._rejected(item.sensor_id, message,
                                wire.WireError(reason, "sensor", item.sensor_id, "refused by the agent core"))
 
@@ -274,6 +283,11 @@ class AgentService:
             self._external_on_result(result)
 
     def _on_state(self, change: StateChange) -> None:
+        if change.previous is None:  # first seen: say whether its alarms are judged against a background
+            commissioned = change.sensor_id in self.backgrounds
+            self.metrics.sensor_commissioned.labels(change.sensor_id).set(int(commissioned))
+            if not commissioned:
+                log.info("sensor %s is not commissioned (no background; mad-agent commission)", change.sensor_id)
         self.transport.set_state(change.sensor_id, change.state)
         if change.previous is None and self.settings.mqtt.ha_discovery:
             self.transport.publish_discovery(change.sensor_id, self.settings.mqtt.ha_discovery_prefix)
@@ -311,6 +325,9 @@ class AgentService:
             "outbox_depth": len(self.outbox),
             "outbox_write_failed": self.transport.outbox_write_failed + self.alarm_state_write_failed,
             "state_store_resets": self.state_store_resets,
+            "sensors_commissioned": len(self.backgrounds),
+            "sensors_not_commissioned": len(commissioning.not_commissioned(self.pipeline.sensor_states(),
+                                                                           self.backgrounds)),
             "broker_connects": self.transport.connects,
             "rejected": sum(self.rejections.counts.values()),
             "result_delay_p50_s": None if delays is None else round(float(np.percentile(delays, 50)), 3),

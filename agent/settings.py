@@ -91,6 +91,10 @@ class AlarmsSection(Section):
     severity_high_probability: Probability = 0.9
     activity_rising_factor: float = Field(2.0, gt=1, le=1000)
     pulse_threshold_sigma: float = Field(6.0, gt=0, le=1000)
+    # Commissioned sensors (docs/alarms.md, "Commissioning"): a defect vote needs activity >= this x the
+    # background's 95th-percentile activity (0: off); severity +1 at >= background_severity_factor x it.
+    background_activity_factor: float = Field(2.0, ge=0, le=1000)
+    background_severity_factor: float = Field(10.0, ge=0, le=1_000_000)
     stale_after_s: PositiveSeconds = 60.0
     offline_after_s: PositiveSeconds = 300.0
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from agent import commissioning
 from agent.core.events import AlarmEvent
 from agent.inference import Classifier, ClassifierError, load_classifier
 from agent.logging import configure_logging
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="also write the alarms as JSON lines to this file")
     parser.add_argument("--plot", type=Path, help="write a timeline PNG (probabilities, alarms, truth)")
     parser.add_argument("--sensors", help="comma-separated sensor ids to replay (default: all valid ones)")
+    parser.add_argument("--backgrounds", type=Path, metavar="STATE_DIR",
+                        help="judge sensors against the backgrounds commissioned in this state dir (its "
+                        "backgrounds/ folder, as the live agent does); default: none")
     parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
                         help="seconds of samples per replayed chunk (default %(default)s)")
 
@@ -172,6 +176,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace, recording, settings: AgentSettings, classifier: Classifier,
             sensors: list[str] | None, out_file: TextIO | None) -> ReplayOutcome:
+    background_activity = None
+    if args.backgrounds is not None:
+        loaded = commissioning.load(args.backgrounds, settings.limits.max_sensors)
+        for name, problem in loaded.problems.items():
+            print(f"mad-agent replay: warning: background {name} ignored: {problem}", file=sys.stderr)
+        background_activity = {s: b.activity_p95 for s, b in loaded.backgrounds.items()}
+        print(f"backgrounds: {len(background_activity)} sensor(s) commissioned in {args.backgrounds}", file=sys.stderr)
+
     def on_event(event: AlarmEvent) -> None:
         line = event.to_json()
         print(line if args.json else _alarm_line(event), flush=True)
@@ -180,4 +192,5 @@ def _replay(args: argparse.Namespace, recording, settings: AgentSettings, classi
             out_file.flush()
 
     return replay(recording, settings, classifier, sensors=sensors, speed=args.speed,
-                  chunk_seconds=args.chunk_seconds, on_event=on_event, progress=None)
+                  chunk_seconds=args.chunk_seconds, on_event=on_event, progress=None,
+                  background_activity=background_activity)

@@ -5,7 +5,9 @@ training data (below the calibrated threshold; docs/familiarity.md), whatever th
 else `uncertain` when its top probability is below `uncertain_below` (or its top class is a defect
 below `raise_probability`), `interference` when the top class is Noise, `defect` when the top class
 is Surface/Corona/Void at >= `raise_probability`, else `clean` (Normal). An unfamiliar window never
-votes for a defect: the model's probabilities mean nothing there.
+votes for a defect: the model's probabilities mean nothing there. On a commissioned sensor
+(agent/commissioning.py) a defect window also needs activity >= `background_activity_factor` x the
+background's 95th-percentile activity, else it is `uncertain`.
 
 Raise (`new`) when k of the last n verdicts are `defect` with the same class. While raised,
 `update` when another class reaches k of n, or when the severity changes; `end` after
@@ -15,7 +17,8 @@ towards clearing nor reset the count: they say nothing about the insulation). No
 Severity (low/medium/high): the mean probability of the alarm class over its agreeing windows in
 the last n gives low (< severity_medium_probability), medium, or high (>= severity_high_probability);
 one level more (capped at high) when discharge activity (pulses/s, see `pulse_rate`) of those
-windows is at least `activity_rising_factor` times what it was when the alarm was raised.
+windows is at least `activity_rising_factor` times what it was when the alarm was raised, and one
+more when it is at least `background_severity_factor` times a commissioned sensor's background.
 """
 
 from __future__ import annotations
@@ -79,8 +82,16 @@ class AlarmDecision:
     alarm: OpenAlarm | None = None
 
 
-def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection, familiar: bool = True) -> Verdict:
-    """`familiar` False (the gate flagged the window) makes the verdict `unfamiliar` before anything else."""
+def judge(
+    probabilities: np.ndarray,
+    activity: float,
+    config: AlarmsSection,
+    familiar: bool = True,
+    background_activity: float | None = None,
+) -> Verdict:
+    """`familiar` False (the gate flagged the window) makes the verdict `unfamiliar` before anything else.
+    `background_activity`: the sensor's commissioned 95th-percentile activity (None: not commissioned);
+    a defect window no busier than `background_activity_factor` x that is `uncertain`, not a vote."""
     top = int(np.argmax(probabilities))
     name, p = CLASS_NAMES[top], float(probabilities[top])
     if not familiar:
@@ -90,7 +101,8 @@ def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection, fam
     elif name == "Noise":
         outcome = "interference"
     elif name in DEFECT_CLASSES:
-        outcome = "defect" if p >= config.raise_probability else "uncertain"
+        busy = background_activity is None or activity >= config.background_activity_factor * background_activity
+        outcome = "defect" if p >= config.raise_probability and busy else "uncertain"
     else:
         outcome = "clean"
     return Verdict(outcome, name, p, activity)
@@ -99,8 +111,9 @@ def judge(probabilities: np.ndarray, activity: float, config: AlarmsSection, fam
 class SensorAlarm:
     """The alarm state of one sensor; feed it one window at a time, in window order."""
 
-    def __init__(self, config: AlarmsSection) -> None:
+    def __init__(self, config: AlarmsSection, background_activity: float | None = None) -> None:
         self.config = config
+        self.background_activity = background_activity  # commissioned p95 pulses/s; None: not commissioned
         self.history: deque[Verdict] = deque(maxlen=config.window_n)
         self.active_class: str | None = None
         self.severity: str | None = None
@@ -119,7 +132,7 @@ class SensorAlarm:
 
     def observe(self, probabilities: np.ndarray, activity: float = 0.0, familiar: bool = True) -> AlarmDecision:
         """One window; `familiar` False is the familiarity gate's verdict (the window cannot vote)."""
-        verdict = judge(probabilities, activity, self.config, familiar)
+        verdict = judge(probabilities, activity, self.config, familiar, self.background_activity)
         self.history.append(verdict)
         self.last_outcome = verdict.outcome
         leader = self._leading_class()
@@ -177,12 +190,12 @@ class SensorAlarm:
         }
 
     @classmethod
-    def restore(cls, config: AlarmsSection, snapshot: Any) -> SensorAlarm:
+    def restore(cls, config: AlarmsSection, snapshot: Any, background_activity: float | None = None) -> SensorAlarm:
         """The machine a snapshot describes, its open alarm marked `resumed`. Raises SnapshotError naming
         the bad field. A smaller `window_n` than when it was saved keeps the newest verdicts."""
         if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
             raise SnapshotError(f"alarm state: expected a version {SNAPSHOT_VERSION} object, got {snapshot!r:.80}")
-        alarm = cls(config)
+        alarm = cls(config, background_activity)
         history = snapshot.get("history")
         if not isinstance(history, list):
             raise SnapshotError(f"alarm state history={history!r:.80}: expected a list")
@@ -238,10 +251,13 @@ class SensorAlarm:
             if mean_p >= self.config.severity_high_probability
             else int(mean_p >= self.config.severity_medium_probability)
         )
-        rising = self._activity_at_raise > 0 and (
-            self._mean_activity(class_name) >= self.config.activity_rising_factor * self._activity_at_raise
-        )
-        return _SEVERITIES[min(2, level + int(rising))]
+        activity = self._mean_activity(class_name)
+        at_raise = self._activity_at_raise
+        rising = at_raise > 0 and activity >= self.config.activity_rising_factor * at_raise
+        factor = self.config.background_severity_factor
+        far_above_background = (self.background_activity is not None and factor > 0
+                                and activity >= factor * max(self.background_activity, 1.0 / WINDOW_SECONDS))
+        return _SEVERITIES[min(2, level + int(rising) + int(far_above_background))]
 
 
 def _finite(field: str, value: Any) -> float:

@@ -93,6 +93,7 @@ class Pipeline:
         event_id_factory: Callable[[], str] | None = None,
         first_seq: int = 0,
         on_alarm_states: Callable[[dict[str, dict[str, Any] | None]], None] | None = None,
+        background_activity: Mapping[str, float] | None = None,
     ) -> None:
         self.settings, self.classifier, self.clock, self.sink = settings, classifier, clock, sink
         self.on_result, self.on_state, self.on_alarm_states = on_result, on_state, on_alarm_states
@@ -106,6 +107,8 @@ class Pipeline:
         self._states: dict[str, SensorState] = {}
         self._last_seen_ns: dict[str, int] = {}
         self._seq = first_seq
+        # Commissioned sensors' background activity (p95 pulses/s, agent/commissioning.py); others: absent.
+        self.background_activity = dict(background_activity or {})
         self._kept: dict[str, dict[str, Any]] = {}  # the snapshot last handed out per sensor (for change detection)
         self._counts: dict[str, int] = dict.fromkeys(
             (
@@ -206,7 +209,7 @@ class Pipeline:
                 if sensor_id not in self._alarms and len(self._alarms) >= self.settings.limits.max_sensors:
                     raise SnapshotError(f"alarm state of {sensor_id}: limits.max_sensors "
                                         f"({self.settings.limits.max_sensors}) already restored")
-                alarm = SensorAlarm.restore(self.settings.alarms, snapshot)
+                alarm = SensorAlarm.restore(self.settings.alarms, snapshot, self.background_activity.get(sensor_id))
             except SnapshotError as exc:
                 self._counts["alarm_states_invalid"] += 1
                 self.log.warning("alarm state not restored", sensor_id=str(sensor_id)[:64], detail=str(exc))
@@ -277,7 +280,10 @@ class Pipeline:
 
     def _handle_window(self, ready: ReadyWindow, probabilities: np.ndarray, familiarity: float | None = None) -> None:
         window = ready.window
-        alarm = self._alarms.setdefault(window.sensor_id, SensorAlarm(self.settings.alarms))
+        alarm = self._alarms.get(window.sensor_id)
+        if alarm is None:
+            alarm = self._alarms[window.sensor_id] = SensorAlarm(
+                self.settings.alarms, self.background_activity.get(window.sensor_id))
         decision = alarm.observe(probabilities, ready.activity, self._familiar(familiarity))
         degraded_reason = ";".join(ready.degraded_reasons) or None
         by_class = {name: round(float(p), 6) for name, p in zip(CLASS_NAMES, probabilities, strict=True)}

@@ -21,7 +21,8 @@ def event(kind: str, sensor: str, class_name: str, window: int, seq: int = 0) ->
     probabilities = dict.fromkeys(CLASS_NAMES, 0.0) | {class_name: 0.9}
     event_id = str(uuid.uuid4())
     return AlarmEvent.create(
-        event_id=event_id, alarm_id=event_id, since_ns=T0 + window * W, kind=kind, sensor_id=sensor, class_name=class_name, probabilities=probabilities,
+        event_id=event_id, alarm_id=event_id, since_ns=T0 + window * W,
+        kind=kind, sensor_id=sensor, class_name=class_name, probabilities=probabilities,
         severity="high", window_start_ns=T0 + window * W, window_end_ns=T0 + (window + 1) * W, model_name="m",
         model_version="1", agent_id="a", seq=seq,
     )
