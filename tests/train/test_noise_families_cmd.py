@@ -96,3 +96,23 @@ def test_end_to_end_with_the_shipped_model(tmp_path, capsys):
     markdown = (out / "noise_families.md").read_text()
     assert "| `carrier` | source | **no** |" in markdown and "mad-train noise-families" in markdown
     assert (out / "noise_families.png").stat().st_size > 1000
+
+
+def test_a_calibrated_model_reports_its_own_gate_and_the_gated_defect_votes(tmp_path):
+    """With a calibration the report reads the model's familiarity in the same pass: unfamiliar windows
+    never vote, as in the agent, so the gated defect fraction is the familiar windows' defect votes."""
+    import torch
+
+    from mad.runtime import load_model
+    from tests.train.test_calibration import _hand_calibration
+
+    path = _tiny(tmp_path)
+    _hand_calibration(path)
+    model = load_model(path)
+    result = evaluate_noise_families(model, ["train", "carrier"], ("train",), preset="easy", seed=9, n=4,
+                                     device=torch.device("cpu"), progress=False)
+    for r in result["rows"]:
+        assert 0.0 <= r["defect_gated"] <= r["defect"] and 0.0 <= r["unfamiliar"] <= 1.0
+        assert r["defect_gated"] <= 1.0 - r["unfamiliar"] + 1e-12  # a flagged window cannot vote
+    summary = result["summary"]
+    assert "familiarity_auroc_unseen_vs_seen" in summary and "unseen_defect_gated_mean" in summary

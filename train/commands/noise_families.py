@@ -98,7 +98,7 @@ def evaluate_noise_families(model: Any, families: Sequence[str], seen: Sequence[
     `threshold`, the fraction flagged unfamiliar (score < threshold), and the summary the familiarity
     AUROC of unseen-family windows against seen-family ones (positives: unseen; score: -familiarity)."""
     from mad.data.synthetic import NOISE, NOISE_FAMILIES, NORMAL, preset_variant
-    from train.predict import predict_probs
+    from train.predict import predict_probs, predict_scores
 
     class_names = model.mad_meta["class_names"]
     preset_name = preset if isinstance(preset, str) else preset.name
@@ -107,18 +107,31 @@ def evaluate_noise_families(model: Any, families: Sequence[str], seen: Sequence[
     cases += [(REF_DEFAULT, FamilyWindows(preset, seed, n, NOISE, None)),
               (REF_NORMAL, FamilyWindows(clean, seed, n, NORMAL, None))]
     rows, scores = [], {}
+    calibration = getattr(model, "calibration", None)
+    if calibration is not None and threshold is None:
+        threshold = float(calibration.threshold)
     for name, dataset in cases:
-        probs, _ = predict_probs(model, dataset, device, batch_size, modalities=modalities,
+        if calibration is not None:  # one pass: calibrated probabilities and the familiarity score
+            out = predict_scores(model, dataset, device, batch_size, modalities=modalities,
                                  desc=name if progress else None)
+            probs, scores[name] = out["probs"], out["familiarity"]
+        else:
+            probs, _ = predict_probs(model, dataset, device, batch_size, modalities=modalities,
+                                     desc=name if progress else None)
+            if score_fn is not None:
+                scores[name] = np.asarray(score_fn(dataset), dtype=np.float64)
         reference = name in (REF_DEFAULT, REF_NORMAL)
         row: dict[str, Any] = {"family": name, "role": "reference" if reference else NOISE_FAMILIES[name].role,
                                "seen": True if reference else name in seen, "n": len(probs),
                                **vote_fractions(probs, class_names)}
-        if score_fn is not None:
-            scores[name] = np.asarray(score_fn(dataset), dtype=np.float64)
+        if name in scores:
             row["mean_familiarity"] = float(scores[name].mean())
             if threshold is not None:
-                row["unfamiliar"] = float((scores[name] < threshold).mean())
+                familiar = scores[name] >= threshold
+                row["unfamiliar"] = float((~familiar).mean())
+                # What the agent does: an unfamiliar window never votes, so only familiar defect votes count.
+                row["defect_gated"] = float(vote_fractions(probs[familiar], class_names)["defect"] * familiar.mean()
+                                            if familiar.any() else 0.0)
         rows.append(row)
         if progress:
             print(_row_line(row), flush=True)
@@ -143,6 +156,14 @@ def _summary(rows: list[dict], scores: dict[str, np.ndarray]) -> dict[str, Any]:
         "false_alarm_rate": by_name[REF_NORMAL]["defect"],  # defect votes on clean Normal windows
         "goal_defect_fraction": GOAL_DEFECT_FRACTION,
     }
+    if "defect_gated" in rows[0]:
+        summary.update(
+            unseen_defect_gated_mean=mean([r["defect_gated"] for r in unseen]),
+            unseen_defect_gated_max=max((r["defect_gated"] for r in unseen), default=float("nan")),
+            unseen_gated_over_goal=[r["family"] for r in unseen if r["defect_gated"] >= GOAL_DEFECT_FRACTION],
+            seen_defect_gated_mean=mean([r["defect_gated"] for r in seen]),
+            false_alarm_rate_gated=by_name[REF_NORMAL]["defect_gated"],
+        )
     if scores:
         unseen_names = {r["family"] for r in unseen}
         seen_names = {r["family"] for r in seen} | {REF_DEFAULT}  # the default mixture is seen by definition
@@ -167,13 +188,13 @@ def _markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     rows, summary = result["rows"], result["summary"]
     familiar = "unfamiliar" in rows[0]
     header = ["family", "role", "seen in training", "defect vote", "Surface", "Corona", "Void", "Noise", "Normal",
-              "mean max-prob"] + (["flagged unfamiliar"] if familiar else [])
+              "mean max-prob"] + (["flagged unfamiliar", "defect vote, gate on"] if familiar else [])
     body = []
     for r in rows:
         cells = [f"`{r['family']}`" if r["role"] != "reference" else r["family"], r["role"],
                  "yes" if r["seen"] else "**no**", _pct(r["defect"]), _pct(r["frac_surface"]), _pct(r["frac_corona"]),
                  _pct(r["frac_void"]), _pct(r["frac_noise"]), _pct(r["frac_normal"]), f"{r['mean_max_prob']:.3f}"]
-        body.append(cells + ([_pct(r["unfamiliar"])] if familiar else []))
+        body.append(cells + ([_pct(r["unfamiliar"]), _pct(r["defect_gated"])] if familiar else []))
     lines = [f"# Noise windows per noise family: {meta['checkpoint']}", "",
              f"{meta['n']} `{meta['preset']}` Noise windows of seed {meta['test_seed']} per family (the same indices "
              f"for each); seen = drawn by the checkpoint's training ({', '.join(meta['seen']) or 'none'}).", "",
@@ -184,6 +205,12 @@ def _markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     lines.append(f"- seen families: defect vote mean {_pct(summary['seen_defect_mean'])}; default mixture "
                  f"{_pct(summary['default_mixture_defect'])}")
     lines.append(f"- false-alarm rate (defect votes on clean Normal windows): {_pct(summary['false_alarm_rate'])}")
+    if "unseen_defect_gated_mean" in summary:
+        lines.append(f"- with the familiarity gate on (as the agent runs): unseen families' defect vote mean "
+                     f"{_pct(summary['unseen_defect_gated_mean'])}, max {_pct(summary['unseen_defect_gated_max'])} "
+                     f"(over the goal: {', '.join(summary['unseen_gated_over_goal']) or 'none'}); seen "
+                     f"{_pct(summary['seen_defect_gated_mean'])}; clean Normal "
+                     f"{_pct(summary['false_alarm_rate_gated'])}")
     if "familiarity_auroc_unseen_vs_seen" in summary:
         lines.append(f"- familiarity AUROC, unseen vs seen families: {summary['familiarity_auroc_unseen_vs_seen']:.3f}")
     return "\n".join(lines) + "\n"
@@ -202,11 +229,8 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def familiarity_hook(model: Any) -> tuple[ScoreFn | None, float | None]:
-    """HOOK: (score_fn, threshold) of a model that reports a familiarity score, else (None, None).
-
-    The model does not expose one yet (mad.model's `familiarity` output and the sidecar's threshold are
-    being added); when it does, return a ScoreFn over a Dataset and the sidecar's threshold here, and the
-    report gains the familiarity AUROC (seen vs unseen families) and the fraction flagged unfamiliar."""
+    """An external familiarity scorer for a model without calibration (None, None: none). A calibrated model
+    (mad-train calibrate) needs none: `evaluate_noise_families` reads its own familiarity and threshold."""
     return None, None
 
 
@@ -241,5 +265,9 @@ def run(args: argparse.Namespace) -> int:
     s = result["summary"]
     print(f"unseen families: defect vote mean {_pct(s['unseen_defect_mean'])}, max {_pct(s['unseen_defect_max'])}; "
           f"seen: {_pct(s['seen_defect_mean'])}; false-alarm rate on clean Normal {_pct(s['false_alarm_rate'])}")
+    if "unseen_defect_gated_mean" in s:
+        print(f"gate on: unseen families' defect vote mean {_pct(s['unseen_defect_gated_mean'])}, max "
+              f"{_pct(s['unseen_defect_gated_max'])}; familiarity AUROC unseen vs seen "
+              f"{s.get('familiarity_auroc_unseen_vs_seen', float('nan')):.3f}")
     print(f"wrote {out}/noise_families.md, noise_families.json, noise_families.png")
     return 0
