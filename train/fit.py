@@ -41,12 +41,13 @@ from train.checkpoint import load_training_state, save_checkpoint, save_training
 from train.config import StageConfig, TrainConfig, config_to_dict, parse_config
 from train.data_spec import DataSplits, iterate_batches, open_datasets
 from train.distributed import DistContext, barrier, gather_no_grad, gather_with_grad, init_distributed
-from train.metrics import classification_report, macro_f1
+from train.metrics import alignment_uniformity, classification_report, macro_f1
 from train.predict import autocast_for, embed, nearest_centroid_predict, predict_probs
 
 STAGE_SEED_OFFSET = {"supcon": 1, "ce": 2}
 CSV_FIELDS = ("stage", "epoch", "step", "lr", "train_loss", "train_main", "train_flow_nll", "train_moe",
-              "val_macro_f1", "val_accuracy", "best_val_macro_f1", "epoch_seconds", "train_samples_per_s")
+              "val_macro_f1", "val_accuracy", "best_val_macro_f1", "epoch_seconds", "train_samples_per_s",
+              "val_alignment", "val_uniformity")  # the last two: SupCon stage only (train/metrics.py)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class StageObjective(nn.Module):
         moe = combine_aux_losses(aux, {"moe_load_balance": optim.moe_load_balance_weight,
                                        "moe_local_entropy": optim.moe_local_entropy_weight,
                                        "moe_global_entropy": optim.moe_global_entropy_weight})
-        flow = aux["flow_nll"].float()
+        flow = aux["flow_nll"].float() if "flow_nll" in aux else main.new_zeros(())  # baselines have no flows
         loss = main + self.stage_config.flow_nll_weight * flow + moe
         return loss, {"main": main.detach(), "flow_nll": flow.detach(), "moe": moe.detach()}
 
@@ -209,6 +210,9 @@ class Trainer:
             feats, labels = embed(model, self.splits.val, np.arange(len(self.splits.val)), device, batch_size,
                                   workers)
             pred = nearest_centroid_predict(probe_feats, probe_labels, feats, NUM_CLASSES)
+            geometry = alignment_uniformity(feats, labels)
+            return {"macro_f1": macro_f1(labels, pred, NUM_CLASSES), "accuracy": float((pred == labels).mean()),
+                    **geometry}
         return {"macro_f1": macro_f1(labels, pred, NUM_CLASSES), "accuracy": float((pred == labels).mean())}
 
     def _log_row(self, row: dict[str, Any]) -> None:
@@ -257,7 +261,8 @@ class Trainer:
             from safetensors.torch import load_file
 
             model.load_state_dict(load_file(str(self._best_path("supcon"))), strict=True)
-        find_unused = self.model.config.routing == "topk"  # top-k may leave an expert idle in a step
+        # top-k may leave an expert idle in a step (baselines have no routing)
+        find_unused = getattr(self.model.config, "routing", "dense") == "topk"
         objective = StageObjective(model, stage, sc, self.config)
         wrapped = (DistributedDataParallel(objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda"
                                            else None, find_unused_parameters=find_unused)
@@ -327,7 +332,8 @@ class Trainer:
                            "train_moe": f"{sums['moe'] / n_steps:.5f}",
                            "val_macro_f1": f"{val['macro_f1']:.4f}", "val_accuracy": f"{val['accuracy']:.4f}",
                            "best_val_macro_f1": f"{progress['best']:.4f}", "epoch_seconds": f"{seconds:.1f}",
-                           "train_samples_per_s": f"{seen * ctx.world_size / seconds:.2f}"})
+                           "train_samples_per_s": f"{seen * ctx.world_size / seconds:.2f}",
+                           **{f"val_{k}": f"{val[k]:.4f}" for k in ("alignment", "uniformity") if k in val}})
             if self.show_progress:
                 tqdm.write(f"{stage} epoch {epoch + 1}/{sc.epochs}: loss {sums['loss'] / n_steps:.4f}, "
                            f"val macro-F1 {val['macro_f1']:.4f} (best {progress['best']:.4f}), {seconds:.0f}s")

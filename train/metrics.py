@@ -177,3 +177,18 @@ def familiarity_gate_report(y_true: np.ndarray, probs: np.ndarray, familiar: np.
     if familiar.any():
         result["familiar"] = classification_report(y_true[familiar], probs[familiar], class_names, n_bins).to_dict()
     return result
+
+
+def alignment_uniformity(feats: np.ndarray, labels: np.ndarray, t: float = 2.0) -> dict[str, float]:
+    """Geometry of L2-normalised embeddings (Wang & Isola 2020), read with labels as SupCon does:
+    alignment = mean squared distance between embeddings of the same class (lower: classes are tight),
+    uniformity = log mean exp(-t x squared distance) over all pairs (lower: spread over the sphere).
+    A SupCon stage that learns drives alignment down while uniformity stays well below 0; a collapse
+    shows as both near 0."""
+    z = np.asarray(feats, dtype=np.float64)
+    sq = np.maximum(2.0 - 2.0 * (z @ z.T), 0.0)  # unit vectors: |a - b|^2 = 2 - 2 a.b
+    off = ~np.eye(len(z), dtype=bool)
+    same = (labels[:, None] == labels[None, :]) & off
+    alignment = float(sq[same].mean()) if same.any() else float("nan")
+    uniformity = float(np.log(np.exp(-t * sq[off]).mean())) if off.any() else float("nan")
+    return {"alignment": alignment, "uniformity": uniformity}

@@ -69,3 +69,19 @@ def test_ece_equals_a_direct_per_bin_computation():
 def test_perfectly_calibrated_confident_predictions_have_zero_ece():
     y = np.arange(50) % 5
     assert expected_calibration_error(np.eye(5)[y], y) == pytest.approx(0.0)
+
+
+def test_alignment_uniformity_tells_learned_random_and_collapsed_embeddings_apart():
+    from train.metrics import alignment_uniformity
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 200)
+    random = rng.normal(size=(200, 32))
+    random /= np.linalg.norm(random, axis=1, keepdims=True)
+    learned = np.eye(32)[labels] + 0.05 * rng.normal(size=(200, 32))
+    learned /= np.linalg.norm(learned, axis=1, keepdims=True)
+    collapsed = np.tile(random[:1], (200, 1))
+    r, g, c = (alignment_uniformity(x, labels) for x in (random, learned, collapsed))
+    assert g["alignment"] < 0.2 < 1.5 < r["alignment"]  # same-class pairs: tight when learned, ~2 when random
+    assert c["alignment"] == pytest.approx(0.0, abs=1e-9) and c["uniformity"] == pytest.approx(0.0, abs=1e-9)
+    assert r["uniformity"] < g["uniformity"] < -1.0  # learned: 5 clusters, still spread
