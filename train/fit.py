@@ -228,7 +228,8 @@ class Trainer:
         if self.tb is not None:
             stage, step = row["stage"], int(row["step"])
             for key in CSV_FIELDS[3:]:
-                self.tb.add_scalar(f"{stage}/{key}", float(row[key]), step)
+                if key in row:  # val_alignment/val_uniformity: SupCon rows only
+                    self.tb.add_scalar(f"{stage}/{key}", float(row[key]), step)
             self.tb.flush()
 
     def _save_best(self, stage: str, val: dict[str, float], epoch: int) -> None:

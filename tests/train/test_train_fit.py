@@ -70,6 +70,8 @@ def test_two_stage_fit_learns_and_writes_a_loadable_checkpoint(tmp_path, easy_sp
     rows = _rows(tmp_path / "metrics.csv")
     ce = [r for r in rows if r["stage"] == "ce"]
     assert [r["stage"] for r in rows] == ["supcon"] + ["ce"] * 5
+    assert 0.0 <= float(rows[0]["val_alignment"]) <= 4.0 and float(rows[0]["val_uniformity"]) <= 0.0
+    assert ce[0]["val_alignment"] == ""  # the projection geometry is a SupCon-stage figure
     assert float(ce[-1]["train_loss"]) < float(ce[0]["train_loss"])  # the loss falls
     assert max(float(r["val_macro_f1"]) for r in ce) > 0.4  # chance is ~0.2 for 5 balanced classes
     assert result.test_metrics["macro_f1"] > 0.4
