@@ -8,15 +8,78 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mad.constants import IMAGE_SIZE, NUM_CLASSES, WINDOW_SAMPLES
 
 ROUTINGS = ("dense", "topk")
+ConfigT = TypeVar("ConfigT")
+
+
+def invalid(config: Any, field: str, why: str) -> ValueError:
+    """The one error shape of every model config: class, preset name, field, value and why."""
+    return ValueError(f"{type(config).__name__} {config.name!r}: {field}={getattr(config, field)!r} {why}")
+
+
+def check_field_types(config: Any, *, positive_ints: tuple[str, ...] = (), counts: tuple[str, ...] = (),
+                      positive_numbers: tuple[str, ...] = (), numbers: tuple[str, ...] = (),
+                      bools: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> None:
+    """Type checks shared by the model config dataclasses: a dict from YAML or JSON reaches them unchecked
+    (YAML reads "1e-3" as a string, and `True` is an int to Python), so each field is checked by kind."""
+    for field in names:
+        value = getattr(config, field)
+        if not isinstance(value, str) or not value:
+            raise invalid(config, field, "must be a non-empty string")
+    for field in positive_ints:
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise invalid(config, field, "must be a positive integer")
+    for field in counts:
+        value = getattr(config, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise invalid(config, field, "must be an integer >= 0")
+    for field in (*positive_numbers, *numbers):
+        value = getattr(config, field)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise invalid(config, field, "must be a number")
+        if field in positive_numbers and not value > 0:
+            raise invalid(config, field, "must be > 0")
+    for field in bools:
+        if not isinstance(getattr(config, field), bool):
+            raise invalid(config, field, "must be true or false")
+
+
+class TokenInputs:
+    """Token counts and checks of a config that reads its inputs as MAD does (image patches, signal
+    segments): MADConfig and the token baselines' configs, whose dataclasses have image_size, patch_size,
+    signal_token_len, use_image, use_signal, dim, heads and dropout."""
+
+    def check_token_inputs(self: Any) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise invalid(self, "dropout", "must be in [0, 1)")
+        if not (self.use_image or self.use_signal):
+            raise invalid(self, "use_signal", "and use_image=False: at least one modality is needed")
+        if self.image_size % self.patch_size:
+            raise invalid(self, "patch_size", f"must divide image_size={self.image_size}")
+        if WINDOW_SAMPLES % self.signal_token_len:
+            raise invalid(self, "signal_token_len", f"must divide the window length {WINDOW_SAMPLES}")
+        if self.dim % self.heads:
+            raise invalid(self, "heads", f"must divide dim={self.dim}")
+
+    @property
+    def image_tokens(self: Any) -> int:
+        return (self.image_size // self.patch_size) ** 2 if self.use_image else 0
+
+    @property
+    def signal_tokens(self: Any) -> int:
+        return WINDOW_SAMPLES // self.signal_token_len if self.use_signal else 0
+
+    def replace(self: ConfigT, **changes: Any) -> ConfigT:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
-class MADConfig:
+class MADConfig(TokenInputs):
     name: str = "mad_custom"
     # --- inputs / tokenisers
     image_size: int = IMAGE_SIZE  # PRPD image side (pixels)
@@ -47,56 +110,22 @@ class MADConfig:
     num_classes: int = NUM_CLASSES
 
     def __post_init__(self) -> None:
-        def bad(field: str, why: str) -> ValueError:
-            return ValueError(f"MADConfig {self.name!r}: {field}={getattr(self, field)!r} {why}")
-
-        for field in ("image_size", "patch_size", "signal_token_len", "dim", "depth", "heads", "num_experts",
-                      "proj_dim", "num_classes", "signal_flow_kernel"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(field, "must be a positive integer")
-        for field in ("image_flow_couplings", "signal_flow_couplings"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise bad(field, "must be an integer >= 0")
-        for field in ("flow_hidden_ratio", "flow_scale_bound", "mlp_ratio", "signal_spread_floor", "dropout"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise bad(field, "must be a number")  # e.g. YAML reads "1e-3" as a string
-            if field != "dropout" and not value > 0:
-                raise bad(field, "must be > 0")
-        for field in ("use_image", "use_signal", "signal_compress"):
-            if not isinstance(getattr(self, field), bool):
-                raise bad(field, "must be true or false")
-        if not isinstance(self.name, str) or not self.name:
-            raise bad("name", "must be a non-empty string")
-        if not 0.0 <= self.dropout < 1.0:
-            raise bad("dropout", "must be in [0, 1)")
-        if not (self.use_image or self.use_signal):
-            raise bad("use_signal", "and use_image=False: at least one modality is needed")
-        if self.image_size % self.patch_size:
-            raise bad("patch_size", f"must divide image_size={self.image_size}")
-        if WINDOW_SAMPLES % self.signal_token_len:
-            raise bad("signal_token_len", f"must divide the window length {WINDOW_SAMPLES}")
+        check_field_types(
+            self,
+            positive_ints=("image_size", "patch_size", "signal_token_len", "dim", "depth", "heads", "num_experts",
+                           "proj_dim", "num_classes", "signal_flow_kernel"),
+            counts=("image_flow_couplings", "signal_flow_couplings"),
+            positive_numbers=("flow_hidden_ratio", "flow_scale_bound", "mlp_ratio", "signal_spread_floor"),
+            numbers=("dropout",),
+            bools=("use_image", "use_signal", "signal_compress"), names=("name",),
+        )
+        self.check_token_inputs()
         if self.dim % 2:
-            raise bad("dim", "must be even (flows split the channels in halves)")
-        if self.dim % self.heads:
-            raise bad("heads", f"must divide dim={self.dim}")
+            raise invalid(self, "dim", "must be even (flows split the channels in halves)")
         if self.routing not in ROUTINGS:
-            raise bad("routing", f"must be one of {ROUTINGS}")
+            raise invalid(self, "routing", f"must be one of {ROUTINGS}")
         if self.routing == "topk" and not (1 <= self.top_k <= min(2, self.num_experts)):
-            raise bad("top_k", f"must be 1 or 2 and <= num_experts={self.num_experts}")
-
-    @property
-    def image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 if self.use_image else 0
-
-    @property
-    def signal_tokens(self) -> int:
-        return WINDOW_SAMPLES // self.signal_token_len if self.use_signal else 0
-
-    def replace(self, **changes: Any) -> MADConfig:
-        return dataclasses.replace(self, **changes)
+            raise invalid(self, "top_k", f"must be 1 or 2 and <= num_experts={self.num_experts}")
 
 
 # Fast enough for unit tests everywhere: 16 image + 80 signal tokens, width 32.
@@ -126,14 +155,25 @@ def get_config(name_or_config: str | MADConfig | dict[str, Any]) -> MADConfig:
     if isinstance(name_or_config, MADConfig):
         return name_or_config
     if isinstance(name_or_config, str):
-        key = name_or_config.strip().lower()
-        if key not in PRESETS:
-            raise ValueError(f"unknown model preset {name_or_config!r}; known: {sorted(PRESETS)}")
-        return PRESETS[key]
+        return lookup_preset(name_or_config, PRESETS)
     if isinstance(name_or_config, dict):
-        known = {f.name for f in dataclasses.fields(MADConfig)}
-        unknown = sorted(set(name_or_config) - known)
-        if unknown:
-            raise ValueError(f"unknown MADConfig key(s) {unknown}; known: {sorted(known)}")
-        return MADConfig(**name_or_config)
+        return config_from_dict(MADConfig, name_or_config)
     raise TypeError(f"expected a preset name, MADConfig or dict, got {type(name_or_config).__name__}")
+
+
+def config_from_dict(config_class: type[ConfigT], raw: dict[str, Any]) -> ConfigT:
+    """A model config dataclass from a dict (a sidecar's model_config, a YAML `model:` mapping); an unknown
+    key is named rather than ignored, so a typo cannot silently build another network."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} key(s) {unknown}; known: {sorted(known)}")
+    return config_class(**raw)
+
+
+def lookup_preset(name: str, presets: dict[str, ConfigT]) -> ConfigT:
+    """A preset by name, case and surrounding space ignored; an unknown name lists the known ones."""
+    key = name.strip().lower()
+    if key not in presets:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(presets)}")
+    return presets[key]

@@ -124,7 +124,7 @@ class OptimConfig(_Strict):
 
 class TrainConfig(_Strict):
     name: str = "mad_tiny"  # artefact name: <out>/<name>.safetensors + <name>.json
-    model: str | dict[str, Any] = "mad_tiny"  # preset name or a full MADConfig dict
+    model: str | dict[str, Any] = "mad_tiny"  # preset name (MAD or a baseline) or a full model config dict
     # Start from these weights (a mad-train checkpoint: .safetensors with its .json sidecar, sha256
     # checked) instead of a fresh init: fine-tuning, e.g. the shipped synthetic model on AI Hub data.
     # Its model_config must equal `model`'s. --init-from overrides.

@@ -17,7 +17,7 @@ from torch import nn
 
 from mad.constants import IMAGE_SIZE, WINDOW_SAMPLES
 from mad.model.heads import masked_mean
-from mad.model.mad import IMAGE_MODALITY, SIGNAL_MODALITY
+from mad.model.mad import IMAGE_MODALITY, MAD, SIGNAL_MODALITY
 from mad.runtime.graph_io import (
     FAMILIARITY,
     GRAPH_META_KEY,
@@ -47,6 +47,9 @@ class GraphCore(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
+        if not isinstance(model, MAD):  # the graph below is MAD's own forward, written out
+            raise ExportError(f"ONNX export takes MAD models; {type(model).__name__} is a baseline: export it as "
+                              "torchscript")
         if model.config.routing != "dense":
             raise ExportError(f"model_config.routing={model.config.routing!r}: top-k routing gathers tokens into "
                               "data-dependent shapes that ONNX/TensorRT graphs cannot hold; export a dense model")

@@ -6,25 +6,27 @@ classification and the latent-space plots alike.
 
 from __future__ import annotations
 
-import math
+from functools import partial
 from typing import Any
 
 import torch
-from torch import nn
 
-from mad.config import MADConfig, get_config
+from mad.config import MADConfig
 from mad.constants import WINDOW_SAMPLES
 from mad.model.encoder import LIMoEEncoder
 from mad.model.familiarity import Calibration
 from mad.model.flows import ImageFlow, SignalFlow, flow_nll_per_dim
 from mad.model.heads import ClassifierHead, ProjectionHead, masked_mean
+from mad.model.initialisation import nanogpt_init
+from mad.model.inputs import check_present, check_some_modality, select_inputs
+from mad.model.interface import WindowClassifier
 from mad.model.preprocess import ImagePreprocess, SignalPreprocess
 from mad.model.tokenizers import PatchTokenizer, SignalTokenizer
 
 IMAGE_MODALITY, SIGNAL_MODALITY = 0, 1
 
 
-class MAD(nn.Module):
+class MAD(WindowClassifier):
     def __init__(self, config: MADConfig) -> None:
         super().__init__()
         self.config = config
@@ -45,52 +47,33 @@ class MAD(nn.Module):
                                     config.num_experts, config.routing, config.top_k, config.dropout)
         self.projection_head = ProjectionHead(dim, config.proj_dim)
         self.classifier = ClassifierHead(dim, config.num_classes)
-        self.apply(self._init_weights)
+        self.apply(partial(nanogpt_init, depth=config.depth))
         # Fitted after training (mad-train calibrate) and attached by mad.load_model; None: raw logits and no
         # familiarity. Its tensors are non-persistent buffers, never part of the weights (mad/model/familiarity.py).
         self.calibration: Calibration | None = None
 
-    def _init_weights(self, module: nn.Module) -> None:
-        # nanoGPT: N(0, 0.02); residual projections scaled by 1/sqrt(2 * depth); flows' last layers stay 0.
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            if getattr(module, "is_flow_output", False):
-                nn.init.zeros_(module.weight)
-            else:
-                std = 0.02 / math.sqrt(2 * self.config.depth) if getattr(module, "is_residual_proj", False) else 0.02
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(name for name, used in (("image", self.config.use_image), ("signal", self.config.use_signal))
-                     if used)
-
     def _embed(self, images: torch.Tensor | None, signals: torch.Tensor | None,
                image_present: torch.Tensor | None, signal_present: torch.Tensor | None) -> dict[str, Any]:
         """Tokenise and flow each present modality; returns tokens, modality ids, mask and flow NLL."""
-        images = images if self.config.use_image else None  # a modality the model lacks is ignored
-        signals = signals if self.config.use_signal else None
-        if images is None and signals is None:
-            raise ValueError(f"no input for this model: it uses {self.modalities}, and those inputs are None")
-        if images is not None and signals is not None and images.shape[0] != signals.shape[0]:
-            raise ValueError(f"batch sizes differ: images {images.shape[0]} vs signals {signals.shape[0]}")
+        images, signals = select_inputs(images, signals, self.config.use_image, self.config.use_signal,
+                                        self.modalities)
 
-        pre, post, ids, masks, nll_terms = [], [], [], [], []
+        pre, post, ids, masks, presents, nll_terms = [], [], [], [], [], []
         nll_sum, nll_dims = None, None  # per sample: NLL x dims and dims over the present modalities
         branches = (
-            (images, image_present, self.image_preprocess, self.image_tokenizer, self.image_flow, IMAGE_MODALITY),
+            (images, image_present, self.image_preprocess, self.image_tokenizer, self.image_flow, IMAGE_MODALITY,
+             "image_present"),
             (signals, signal_present, self.signal_preprocess, self.signal_tokenizer, self.signal_flow,
-             SIGNAL_MODALITY),
+             SIGNAL_MODALITY, "signal_present"),
         )
-        for x, present, preprocess, tokenizer, flow, modality in branches:
+        for x, present, preprocess, tokenizer, flow, modality, present_name in branches:
             if x is None:
                 continue
             tokens = tokenizer(preprocess(x))  # (B, T_m, D)
             z, log_det = flow(tokens)
             nll = flow_nll_per_dim(z, log_det)  # (B,)
             if present is not None:
-                present = self._check_present(present, x.shape[0], modality)
+                present = check_present(present, x.shape[0], present_name)
                 weight = present.float()
                 nll_terms.append((nll * weight).sum() / weight.sum().clamp_min(1.0))
                 masks.append(present[:, None].expand(-1, tokens.shape[1]))
@@ -104,12 +87,12 @@ class MAD(nn.Module):
             pre.append(tokens)
             post.append(z)
             ids.append(torch.full((tokens.shape[1],), modality, dtype=torch.long, device=tokens.device))
+            presents.append(present)
 
         token_mask = None
         if image_present is not None or signal_present is not None:
+            check_some_modality(presents)
             token_mask = torch.cat(masks, dim=1)  # (B, T)
-            if not bool(token_mask.any(dim=1).all()):
-                raise ValueError("image_present/signal_present leave a sample with no modality at all")
         return {
             "pre_flow": torch.cat(pre, dim=1),
             "post_flow": torch.cat(post, dim=1),
@@ -120,13 +103,6 @@ class MAD(nn.Module):
             # of the window itself (the batch loss above averages it away).
             "flow_nll_per_sample": nll_sum / nll_dims.clamp_min(1.0),
         }
-
-    @staticmethod
-    def _check_present(present: torch.Tensor, batch: int, modality: int) -> torch.Tensor:
-        name = "image_present" if modality == IMAGE_MODALITY else "signal_present"
-        if present.shape != (batch,):
-            raise ValueError(f"{name} must be a (B,)=({batch},) bool tensor, got shape {tuple(present.shape)}")
-        return present.bool()
 
     def _features(self, images, signals, image_present=None, signal_present=None) -> dict[str, Any]:
         stages = self._embed(images, signals, image_present, signal_present)
@@ -160,15 +136,6 @@ class MAD(nn.Module):
         pooled = masked_mean(stages["encoded"], stages["token_mask"])
         return {"logits": self.classifier(pooled), "pooled": pooled, "flow_nll": stages["flow_nll_per_sample"]}
 
-    def infer(self, images: torch.Tensor | None, signals: torch.Tensor | None,
-              image_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The deployed forward: (calibrated logits (B, C), familiarity (B,)), or (raw logits, None) for a model
-        without calibration. Softmax of the first is the reported probability; every backend runs this."""
-        scores = self.forward_scores(images, signals, image_present)
-        if self.calibration is None:
-            return scores["logits"], None
-        return self.calibration(scores["logits"], scores["pooled"])
-
     def forward(self, images: torch.Tensor | None, signals: torch.Tensor | None, for_supcon: bool = False,
                 return_aux: bool = False, image_present: torch.Tensor | None = None,
                 signal_present: torch.Tensor | None = None):
@@ -181,13 +148,3 @@ class MAD(nn.Module):
         out = self.forward_head(stages["encoded"], for_supcon, stages["token_mask"])
         return (out, stages["aux"]) if return_aux else out
 
-
-def build_model(name_or_config: str | MADConfig | dict, *, seed: int | None = None) -> MAD:
-    """Build a MAD model from a preset name, config or config dict; `seed` makes the weights reproducible
-    without touching the global RNG."""
-    config = get_config(name_or_config)
-    if seed is None:
-        return MAD(config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MAD(config)

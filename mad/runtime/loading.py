@@ -112,14 +112,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     """
     from safetensors.torch import load_file
 
-    from mad.config import get_config
-    from mad.model import build_model
+    from mad.model import build_model, get_model_config
     from mad.runtime.calibration import CALIBRATION_KEY, load_calibration
 
     meta = read_sidecar(path)
     weights = verify_weights(path, meta)
     try:
-        config = get_config(meta["model_config"])
+        config = get_model_config(meta["model_config"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{sidecar_path(path)}: model_config rejected ({exc})") from None
     model = build_model(config)

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import ConcatDataset
 
+    from mad.model import MAD
     from mad.runtime import CheckpointError, load_model
     from train.config import ConfigError, DataConfig
     from train.data_spec import DataSpecError, open_datasets
@@ -84,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
         if variant == "both":
             main_probs, main_raw, main_labels = probs, raw, labels
             main_scores = scores
-    with torch.inference_mode():
-        latent = latent_stages(model, dataset, device, args.latent_windows)
+    latent = None  # the latent-space figure shows MAD's flows (the paper's Figure 3); a baseline has none
+    if isinstance(model, MAD):
+        with torch.inference_mode():
+            latent = latent_stages(model, dataset, device, args.latent_windows)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     path = write_report(out, checkpoint=str(args.checkpoint), data_spec=args.data, meta=model.mad_meta,
                         reports=reports, y_true=main_labels, probs=main_probs, latent=latent,

@@ -1,11 +1,12 @@
-"""`mad-train info`: parameters per component and GMACs of model presets, next to the paper's figures."""
+"""`mad-train info`: parameters per component and GMACs of model presets (MAD and the baselines), next to the
+paper's figures."""
 
 from __future__ import annotations
 
 import argparse
 
-from mad.config import PRESETS
 from mad.flops import COMPONENTS, PAPER_FIGURES, ModelCost, model_cost
+from mad.model import PRESETS
 
 CONVENTION = ("GMACs: multiply-adds (fvcore convention, 1 MAC = 1 multiply + 1 add), batch 1, classification "
               "path, Linear/Conv layers + attention matmuls; norms/activations/softmax not counted.")
