@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify-prpd": ("train.commands.classify_prpd", "classify a folder of PRPD exports (CSV matrices, PNG/JPEG)"),
     "prpd-families": ("train.commands.prpd_families", "scores per PRPD rendering family (training vs held-out)"),
     "noise-families": ("train.commands.noise_families", "votes on Noise windows per noise family (seen vs unseen)"),
+    "experiment": ("train.commands.experiment", "the paper's Tables 2-4 and Figures 3, 6: train, measure, tabulate"),
 }
 
 
