@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - pydantic-settings depends on tomli there
     import tomli as tomllib
 
-SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+SENSOR_ID_PATTERN = wire.SENSOR_ID_PATTERN  # one rule for every id (agent/wire.py)
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 NonNegativeSeconds = Annotated[float, Field(ge=0, le=86_400)]
 Probability = Annotated[float, Field(ge=0, le=1)]

@@ -222,7 +222,7 @@ class SimulationConfig:
     def sensor_id(self, index: int) -> str:
         sensor_id = f"{self.sensor_prefix}{index}"
         if not wire.SENSOR_ID_RE.match(sensor_id):
-            raise SimulationError(f"sensor id {sensor_id!r} (from --prefix) must match [A-Za-z0-9_.-]{{1,64}}")
+            raise SimulationError(f"sensor id {sensor_id!r} (from --prefix) must match {wire.SENSOR_ID_RULE}")
         return sensor_id
 
     @property

@@ -76,7 +76,7 @@ class TransportConfig:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("mqtt tls_cert_file and tls_key_file must be given together")
         if not wire.SENSOR_ID_RE.match(self.agent_id):
-            raise ValueError(f"agent_id={self.agent_id!r}: must match [A-Za-z0-9_.-]{{1,64}}")
+            raise ValueError(f"agent_id={self.agent_id!r}: must match {wire.SENSOR_ID_RULE}")
 
 
 class ReconnectBackoff:

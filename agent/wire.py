@@ -66,7 +66,11 @@ PRPD_PROPERTIES = ("version", "window-start-ns", "format")
 PRPD_MATRIX_PROPERTIES = ("version", "window-start-ns", "format", "dtype", "n-phase", "n-amp", "amp-scale",
                           "full-scale", "floor", "n-cycles")
 
-SENSOR_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The one sensor-id rule, for topics, the allow-list, the agent id, file names and CLIs: a letter or digit
+# first (no hidden files, nothing that reads as an option), then up to 63 of [A-Za-z0-9_.-].
+SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SENSOR_ID_RULE = "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+SENSOR_ID_RE = re.compile(SENSOR_ID_PATTERN)
 # 2000-01-01 .. 2200-01-01 in UTC ns: anything outside is a broken sensor clock, not a measurement.
 MIN_TIMESTAMP_NS = 946_684_800 * 10**9
 MAX_TIMESTAMP_NS = 7_258_118_400 * 10**9
@@ -154,7 +158,7 @@ class Topics:
             if topic.startswith(prefix) and topic.endswith(suffix) and len(topic) > len(prefix) + len(suffix):
                 sensor = topic[len(prefix) : len(topic) - len(suffix)]
                 if not SENSOR_ID_RE.match(sensor):
-                    raise WireError("bad_sensor_id", "topic", topic, "sensor id must match [A-Za-z0-9_.-]{1,64}")
+                    raise WireError("bad_sensor_id", "topic", topic, f"sensor id must match {SENSOR_ID_RULE}")
                 return kind, sensor
         raise WireError("unknown_topic", "topic", topic, "not a pd or prpd input topic")
 

@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--sensor", default="sensor-1", help="sensor id: [A-Za-z0-9_.-]{1,64}")
+    parser.add_argument("--sensor", default="sensor-1", help="sensor id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
     parser.add_argument("--seconds", type=int, default=60, help="how long to publish")
     parser.add_argument("--rate", type=float, default=7680.0, help="samples per second")
     parser.add_argument("--power", type=float, default=60.0, help="power frequency, Hz")

@@ -30,7 +30,7 @@ from agent.recorder import RecordSession
 from agent.replay import ReplayError, replay
 from agent.settings import ConfigError, load_settings
 from agent.simulator import SimulationError, parse_broker_url
-from agent.wire import SENSOR_ID_RE
+from agent.wire import SENSOR_ID_RE, SENSOR_ID_RULE
 from mad.constants import WINDOW_SECONDS
 from mad.data.recording import RecordingFormatError, read_recording
 from mad.runtime.loading import CheckpointError
@@ -65,7 +65,7 @@ def _sensors(text: str | None) -> list[str] | None:
     sensors = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in sensors if not SENSOR_ID_RE.match(s)]
     if not sensors or bad:
-        raise ValueError(f"--sensors {text!r}: ids must match [A-Za-z0-9_.-]{{1,64}} (bad: {bad})")
+        raise ValueError(f"--sensors {text!r}: ids must match {SENSOR_ID_RULE} (bad: {bad})")
     return sensors
 
 

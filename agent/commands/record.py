@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agent.recorder import RecordSession, check_record_rate
 from agent.simulator import SimulationError, parse_broker_url
-from agent.wire import SENSOR_ID_RE
+from agent.wire import SENSOR_ID_RE, SENSOR_ID_RULE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         sensors = [s.strip() for s in args.sensors.split(",") if s.strip()]
         bad = [s for s in sensors if not SENSOR_ID_RE.match(s)]
         if not sensors or bad:
-            return _fail(f"--sensors {args.sensors!r}: ids must match [A-Za-z0-9_.-]{{1,64}} (bad: {bad})")
+            return _fail(f"--sensors {args.sensors!r}: ids must match {SENSOR_ID_RULE} (bad: {bad})")
     try:
         session = RecordSession(parse_broker_url(args.broker), args.out, sensors=sensors, overwrite=args.overwrite,
                                 ca_file=args.ca_file, rate_hz=args.rate)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from agent import wire
 from agent.core.types import PrpdFrame, SampleChunk
+from agent.settings import SENSOR_ID_PATTERN
 from agent.wire import WireError
 from mad.data.prpd import amplitude_edges, render_prpd_from_matrix
 
@@ -360,6 +361,11 @@ def test_topic_routing() -> None:
     topics = wire.Topics()
     assert topics.route("mad/sensors/bay-3.T1/prpd") == ("prpd", "bay-3.T1")
     assert _reason(lambda: topics.route("mad/sensors/a/b/pd")) == "bad_sensor_id"
+    # One rule everywhere: an id the allow-list and the core would refuse is refused at the topic too
+    # (`_x` used to be routed by the wire and then refused by the core under another rule).
+    for refused in ("_x", ".hidden", "-x", "x" * 65):
+        assert _reason(lambda t=refused: topics.route(f"mad/sensors/{t}/pd")) == "bad_sensor_id"
+        assert not re.match(SENSOR_ID_PATTERN, refused)
     assert _reason(lambda: topics.route("mad/sensors//pd")) == "unknown_topic"
     assert _reason(lambda: topics.route("other/topic")) == "unknown_topic"
     assert topics.subscriptions() == ["mad/sensors/+/pd", "mad/sensors/+/prpd"]
